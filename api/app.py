@@ -1,0 +1,209 @@
+"""The HTTP API for client apps: presigned uploads and the tracks' records.
+
+Every route but /healthz takes a bearer token; a user sees and touches only their own tracks
+(someone else's track answers 404, as if it did not exist). OpenAPI is served at /docs.
+"""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from trackflow import aws
+from trackflow.auth import AuthError, Principal, verify_token
+from trackflow.keys import TRACK_ID, safe_filename, upload_key
+from trackflow.logs import get_logger
+from trackflow.settings import Lane, Settings, get_settings
+from trackflow.state.dynamo import now_iso
+from trackflow.state.social import decode_cursor, encode_cursor
+from trackflow.state.tracks import TrackStore
+from trackflow.state.users import UserStore
+from trackflow.track import Status, initial_steps, public_record
+
+__all__ = ["create_app"]
+
+log = get_logger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class UploadRequest(BaseModel):
+    filename: str = Field(min_length=1, max_length=1000, description="the file's name on disk")
+    content_type: str = Field(description="an audio MIME type, e.g. audio/mpeg")
+    size: int | None = Field(None, ge=1, description="the file's size in bytes, if known")
+
+
+class PresignedPost(BaseModel):
+    url: str
+    fields: dict[str, str]
+    key: str
+    max_bytes: int
+    expires_at: str
+
+
+class UploadResponse(BaseModel):
+    track_id: str
+    upload: PresignedPost
+    track: dict[str, Any]
+
+
+class TrackList(BaseModel):
+    tracks: list[dict[str, Any]]
+    next_cursor: str | None = None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="trackflow",
+        version="1",
+        description="Upload audio through presigned S3 POSTs and follow its processing.",
+        responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+    )
+    tracks = TrackStore(aws.client("dynamodb", settings), settings.table("tracks"))
+    users = UserStore(aws.client("dynamodb", settings), settings.table("users"))
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, error: ApiError) -> JSONResponse:
+        return JSONResponse(
+            {"error": {"code": error.code, "message": error.message}}, status_code=error.status
+        )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, error: HTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"error": {"code": "http_error", "message": str(error.detail)}},
+            status_code=error.status_code,
+            headers=error.headers,
+        )
+
+    def principal(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        if credentials is None:
+            raise ApiError(401, "unauthenticated", "a bearer token is required")
+        try:
+            return verify_token(settings, credentials.credentials)
+        except AuthError as error:
+            raise ApiError(401, "invalid_token", f"the token was refused: {error}") from error
+
+    Caller = Annotated[Principal, Depends(principal)]
+
+    def own_track(track_id: str, caller: Principal) -> dict[str, Any]:
+        track = tracks.get(track_id) if TRACK_ID.match(track_id) else None
+        if track is None or track["owner"] != caller.user_id:
+            raise ApiError(404, "not_found", "no such track")
+        return track
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post(
+        "/v1/uploads",
+        status_code=201,
+        response_model=UploadResponse,
+        responses={400: {"model": ErrorResponse}},
+    )
+    def create_upload(request: UploadRequest, caller: Caller) -> UploadResponse:
+        """Record a new track and return the presigned POST that uploads its audio to S3."""
+        content_type = request.content_type.split(";")[0].strip().lower()
+        if content_type not in settings.audio_content_types:
+            raise ApiError(
+                400,
+                "unsupported_content_type",
+                f"{request.content_type!r} is not an audio type we accept",
+            )
+        if request.size is not None and request.size > settings.max_upload_bytes:
+            raise ApiError(400, "too_large", f"the limit is {settings.max_upload_bytes} bytes")
+        profile = users.ensure(caller.user_id, email=caller.email)
+        track_id = uuid.uuid4().hex
+        filename = safe_filename(request.filename)
+        key = upload_key(settings.uploads_prefix, caller.user_id, track_id, filename)
+        expires = datetime.now(UTC) + timedelta(seconds=settings.presign_expiry_s)
+        post = aws.client("s3", settings).generate_presigned_post(
+            Bucket=settings.uploads_bucket,
+            Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=[
+                {"Content-Type": content_type},
+                ["content-length-range", 1, settings.max_upload_bytes],
+            ],
+            ExpiresIn=settings.presign_expiry_s,
+        )
+        now = now_iso()
+        track = {
+            "track_id": track_id,
+            "owner": caller.user_id,
+            "status": str(Status.AWAITING_UPLOAD),
+            "lane": str(Lane.PRIORITY if profile.get("priority") else Lane.STANDARD),
+            "filename": filename,
+            "content_type": content_type,
+            "upload": {
+                "bucket": settings.uploads_bucket,
+                "key": key,
+                "expires_at": expires.isoformat(timespec="seconds"),
+            },
+            "steps": initial_steps(),
+            "outputs": {},
+            "renditions": {},
+            "notifications": {},
+            "created_at": now,
+            "updated_at": now,
+        }
+        tracks.create(track)
+        log.info("upload_presigned", track_id=track_id, owner=caller.user_id)
+        return UploadResponse(
+            track_id=track_id,
+            upload=PresignedPost(
+                url=post["url"],
+                fields=post["fields"],
+                key=key,
+                max_bytes=settings.max_upload_bytes,
+                expires_at=expires.isoformat(timespec="seconds"),
+            ),
+            track=public_record(track),
+        )
+
+    @app.get("/v1/tracks/{track_id}")
+    def get_track(track_id: str, caller: Caller) -> dict[str, Any]:
+        """The track's record: status, progress, steps, metadata, outputs, error."""
+        return public_record(own_track(track_id, caller))
+
+    @app.get("/v1/tracks", response_model=TrackList)
+    def list_tracks(
+        caller: Caller,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    ) -> TrackList:
+        """The caller's tracks, newest first."""
+        try:
+            start = decode_cursor(cursor)
+        except ValueError as error:
+            raise ApiError(400, "bad_cursor", str(error)) from error
+        if start and start.get("owner") != caller.user_id:
+            raise ApiError(400, "bad_cursor", "the cursor belongs to another listing")
+        items, last = tracks.list_for_owner(caller.user_id, limit=limit, cursor=start)
+        return TrackList(tracks=[public_record(t) for t in items], next_cursor=encode_cursor(last))
+
+    return app

@@ -1,0 +1,3 @@
+from trackflow.cli.main import main
+
+main()

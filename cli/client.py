@@ -1,0 +1,141 @@
+"""A small client of the trackflow API: what the CLI, the demo and the tests use to upload."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+
+from trackflow.track import TERMINAL
+
+__all__ = ["ApiClient", "ApiError", "guess_content_type"]
+
+_CONTENT_TYPES = {
+    ".mp3": "audio/mpeg",
+    ".flac": "audio/flac",
+    ".wav": "audio/wav",
+    ".aif": "audio/aiff",
+    ".aiff": "audio/aiff",
+    ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".opus": "audio/opus",
+    ".m4a": "audio/mp4",
+    ".mp4": "audio/mp4",
+    ".aac": "audio/aac",
+}
+
+
+def guess_content_type(path: Path) -> str:
+    """A Content-Type for the presigned POST; the pipeline judges the bytes, not this."""
+    return _CONTENT_TYPES.get(path.suffix.lower(), "audio/mpeg")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+class _Counting:
+    """A file whose reads report progress (httpx streams multipart bodies by reading)."""
+
+    def __init__(self, handle: BinaryIO, on_bytes: Callable[[int], None]) -> None:
+        self._handle = handle
+        self._on_bytes = on_bytes
+        self.name = getattr(handle, "name", "upload")
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self._on_bytes(len(data))
+        return data
+
+    def seek(self, *args: Any) -> int:
+        return self._handle.seek(*args)
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+
+class ApiClient:
+    def __init__(self, base_url: str, token: str, *, timeout: float = 30.0) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+            except (ValueError, KeyError, TypeError):
+                error = {"code": "http_error", "message": response.text[:300]}
+            raise ApiError(
+                response.status_code, error.get("code", "error"), error.get("message", "")
+            )
+        return response.json() if response.content else None
+
+    def create_upload(self, path: Path, content_type: str | None = None) -> dict[str, Any]:
+        return self.request(
+            "POST",
+            "/v1/uploads",
+            json={
+                "filename": path.name,
+                "content_type": content_type or guess_content_type(path),
+                "size": path.stat().st_size,
+            },
+        )
+
+    @staticmethod
+    def send_file(
+        upload: dict[str, Any], path: Path, on_bytes: Callable[[int], None] = lambda n: None
+    ) -> None:
+        """POST the file straight to S3 with the presigned form, streaming it from disk."""
+        with path.open("rb") as handle:
+            response = httpx.post(
+                upload["url"],
+                data=upload["fields"],
+                files={
+                    "file": (
+                        path.name,
+                        _Counting(handle, on_bytes),
+                        upload["fields"].get("Content-Type"),
+                    )
+                },
+                timeout=httpx.Timeout(60.0, write=None),
+            )
+        if response.status_code not in (200, 201, 204):
+            raise ApiError(response.status_code, "upload_refused", response.text[:500])
+
+    def track(self, track_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/v1/tracks/{track_id}")
+
+    def wait(
+        self,
+        track_id: str,
+        *,
+        timeout_s: float = 1800,
+        on_update: Callable[[dict[str, Any]], None] = lambda t: None,
+        interval_s: float = 0.5,
+    ) -> dict[str, Any]:
+        """Poll until the track reaches a terminal state (or the timeout passes)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            track = self.track(track_id)
+            on_update(track)
+            if track["status"] in TERMINAL or time.monotonic() > deadline:
+                return track
+            time.sleep(interval_s)

@@ -1,0 +1,373 @@
+"""The `trackflow` command: run the stack, upload, follow, and everything ops need."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+from trackflow.cli.client import ApiClient, ApiError
+from trackflow.cli.display import outputs_table, steps_table, timeline
+from trackflow.cli.stack import Stack, StackBusy
+
+from trackflow.logs import configure_logging
+from trackflow.settings import Lane, WorkerGroup, get_settings
+from trackflow.track import TERMINAL, Status
+
+__all__ = ["main"]
+
+err = Console(stderr=True)
+out = Console()
+
+EXIT_NOT_PUBLISHED = 1
+EXIT_TIMEOUT = 3
+
+
+def _token(user: str | None, token: str | None) -> str:
+    from trackflow.auth import mint_token
+
+    token = token or os.environ.get("TRACKFLOW_TOKEN")
+    if token:
+        return token
+    if not user:
+        raise click.UsageError("give --user NAME (local stack) or --token / TRACKFLOW_TOKEN")
+    try:
+        return mint_token(get_settings(), user)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--user") from error
+
+
+def _client(user: str | None, token: str | None, api: str | None) -> ApiClient:
+    return ApiClient(api or get_settings().api_url, _token(user, token))
+
+
+identity = [
+    click.option("--user", help="act as this user (local stack: a token is minted for you)"),
+    click.option("--token", help="a bearer token (default: $TRACKFLOW_TOKEN)"),
+    click.option("--api", help="the API's base URL (default: the local stack's)"),
+]
+
+
+def with_identity(function: Any) -> Any:
+    for option in reversed(identity):
+        function = option(function)
+    return function
+
+
+@click.group()
+def main() -> None:
+    """trackflow: audio upload processing on S3, SQS, Celery and DynamoDB."""
+
+
+# --- the local stack and its roles -------------------------------------------------------------
+@main.command()
+@click.option("--cores", type=int, help="CPU worker processes (default: all cores)")
+def up(cores: int | None) -> None:
+    """Run the local stack in the foreground: emulator, API, consumer, workers."""
+    configure_logging("up")
+    stack = Stack(get_settings(), cores=cores)
+    try:
+        stack.start(on_event=lambda message: err.print(f"[green]✓[/] {message}"))
+    except StackBusy as busy:
+        err.print(f"[red]✗[/] {busy}")
+        sys.exit(1)
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    err.print("[bold]trackflow is up.[/] Ctrl-C stops it.")
+    code = 0
+    while not stopping.wait(1.0):
+        dead = stack.dead()
+        if dead:
+            names = ", ".join(f"{r.name} (exit {r.process.returncode})" for r in dead if r.process)
+            err.print(f"[red]✗[/] stopped unexpectedly: {names}; see {stack.log_dir}")
+            code = 1
+            break
+    err.print("stopping…")
+    stack.stop()
+    err.print("[green]✓[/] stopped")
+    sys.exit(code)
+
+
+@main.command()
+def emulator() -> None:
+    """Serve the embedded AWS emulator (moto) on the loopback."""
+    from trackflow.emulator import EmulatorServer
+
+    configure_logging("emulator")
+    settings = get_settings()
+    server = EmulatorServer(settings.emulator_host, settings.emulator_port).start()
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    stopping.wait()
+    server.stop()
+
+
+@main.command()
+def bootstrap() -> None:
+    """Create the buckets, queues, tables and notifications (idempotent)."""
+    from trackflow.bootstrap import bootstrap as run_bootstrap
+
+    configure_logging("bootstrap")
+    run_bootstrap(get_settings())
+
+
+@main.command()
+def api() -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    configure_logging("api")
+    settings = get_settings()
+    uvicorn.run(
+        "trackflow.api.app:create_app",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@main.command()
+def consumer() -> None:
+    """Consume S3 events and launch workflows."""
+    from trackflow.consumer.service import run_consumer
+
+    configure_logging("consumer")
+    run_consumer(get_settings())
+
+
+@main.command()
+@click.option("--group", type=click.Choice([g.value for g in WorkerGroup]), required=True)
+@click.option("--lane", type=click.Choice([lane.value for lane in Lane]), default="standard")
+@click.option("--concurrency", type=int, default=None, help="processes (default: cores)")
+def worker(group: str, lane: str, concurrency: int | None) -> None:
+    """Run a Celery worker for one worker group and lane."""
+    from trackflow.tasks.app import app
+
+    settings = get_settings()
+    queue = settings.queue(WorkerGroup(group), Lane(lane))
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            queue,
+            "--hostname",
+            f"{group}-{lane}@%h",
+            "--concurrency",
+            str(concurrency or os.cpu_count() or 2),
+            "--pool",
+            "prefork",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "INFO",
+        ]
+    )
+
+
+@main.command()
+@click.option("--user", required=True)
+def token(user: str) -> None:
+    """Print a bearer token for USER (local stacks, from the local secret)."""
+    out.print(_token(user, None), soft_wrap=True)
+
+
+# --- uploading and following -------------------------------------------------------------------
+def _upload(client: ApiClient, path: Path) -> dict[str, Any]:
+    created = client.create_upload(path)
+    size = path.stat().st_size
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=not err.is_terminal,
+    ) as progress:
+        bar = progress.add_task(f"uploading {path.name}", total=size)
+        client.send_file(created["upload"], path, lambda n: progress.advance(bar, n))
+    return created
+
+
+def _follow(client: ApiClient, track_id: str, timeout_s: float) -> dict[str, Any]:
+    if err.is_terminal:
+        with Live(console=err, refresh_per_second=4, transient=False) as live:
+            return client.wait(
+                track_id, timeout_s=timeout_s, on_update=lambda t: live.update(steps_table(t))
+            )
+    seen: dict[str, str] = {}
+
+    def log_changes(track: dict[str, Any]) -> None:
+        for name, state in track["steps"].items():
+            if seen.get(name) != state.get("status"):
+                seen[name] = state.get("status", "")
+                err.print(f"{track['track_id'][:8]} {name}: {seen[name]}")
+
+    return client.wait(track_id, timeout_s=timeout_s, on_update=log_changes)
+
+
+def _finish(track: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(track))
+    else:
+        out.print(steps_table(track))
+        if track.get("outputs"):
+            out.print(outputs_table(track))
+    if track["status"] == Status.PUBLISHED:
+        sys.exit(0)
+    sys.exit(EXIT_NOT_PUBLISHED if track["status"] in TERMINAL else EXIT_TIMEOUT)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_identity
+@click.option("--wait", is_flag=True, help="follow processing to a terminal state")
+@click.option("--json", "as_json", is_flag=True, help="print the track record as JSON")
+@click.option("--timeout", default=1800.0, show_default=True, help="seconds to wait")
+def upload(
+    file: Path,
+    user: str | None,
+    token: str | None,
+    api: str | None,
+    wait: bool,
+    as_json: bool,
+    timeout: float,
+) -> None:
+    """Upload FILE; with --wait, follow it until it is published, rejected or failed."""
+    with _client(user, token, api) as client:
+        try:
+            created = _upload(client, file)
+        except ApiError as error:
+            err.print(f"[red]✗[/] {error.code}: {error.message}")
+            sys.exit(EXIT_NOT_PUBLISHED)
+        track_id = created["track_id"]
+        err.print(f"[green]✓[/] uploaded as track {track_id}")
+        track = _follow(client, track_id, timeout) if wait else client.track(track_id)
+    if not wait:
+        out.print_json(json.dumps(track)) if as_json else out.print(track_id)
+        return
+    _finish(track, as_json)
+
+
+@main.command()
+@click.argument("track_id")
+@with_identity
+@click.option("--watch", is_flag=True, help="follow it until it reaches a terminal state")
+@click.option("--json", "as_json", is_flag=True, help="print the track record as JSON")
+@click.option("--timeout", default=1800.0, show_default=True, help="seconds to watch")
+def status(
+    track_id: str,
+    user: str | None,
+    token: str | None,
+    api: str | None,
+    watch: bool,
+    as_json: bool,
+    timeout: float,
+) -> None:
+    """Show a track's record (exit 0 only when published)."""
+    with _client(user, token, api) as client:
+        try:
+            track = _follow(client, track_id, timeout) if watch else client.track(track_id)
+        except ApiError as error:
+            err.print(f"[red]✗[/] {error.code}: {error.message}")
+            sys.exit(EXIT_NOT_PUBLISHED)
+    _finish(track, as_json)
+
+
+# --- the demo behind `make run` ----------------------------------------------------------------
+DEMO_TRACKS = [
+    ("Morning Drive", "The Generators", 24.0, 11),
+    ("Cobalt Avenue", "Sine & Saw", 32.0, 23),
+    ("Überfahrt (Nachtmix)", "Ægir Ensemble", 18.0, 37),
+]
+
+
+@main.command()
+@click.option("--user", default="demo", show_default=True)
+@click.option("--timeout", default=900.0, show_default=True)
+def demo(user: str, timeout: float) -> None:
+    """Run the main job end to end: start the stack, upload generated tracks, follow them,
+    print each one's timeline and outputs. Exit 0 only if every track was published."""
+    from trackflow.media.samples import SampleTrack, write_track
+
+    configure_logging("demo", level="WARNING")
+    settings = get_settings()
+    stack = Stack(settings)
+    started = False
+    try:
+        stack.start(on_event=lambda message: err.print(f"[green]✓[/] {message}"))
+        started = True
+    except StackBusy as busy:
+        err.print(f"[yellow]•[/] using the stack already running ({busy})")
+    try:
+        samples_dir = Path(settings.data_dir) / "samples"
+        samples_dir.mkdir(parents=True, exist_ok=True)
+        client = ApiClient(settings.api_url, _token(user, None))
+        track_ids = []
+        for index, (title, artist, seconds, seed) in enumerate(DEMO_TRACKS, start=1):
+            path = samples_dir / f"{index:02d} {title}.mp3"
+            write_track(
+                SampleTrack(title, artist, seconds=seconds, seed=seed, track_number=index), path
+            )
+            track_ids.append(_upload(client, path)["track_id"])
+        tracks = _follow_all(client, track_ids, timeout)
+        for track in tracks:
+            out.rule(
+                f"{track.get('metadata', {}).get('tags', {}).get('title', '')} — {track['status']}"
+            )
+            out.print(timeline(track))
+            out.print(outputs_table(track))
+        published = sum(t["status"] == Status.PUBLISHED for t in tracks)
+        out.print(f"[bold]{published} of {len(tracks)} tracks published.[/]")
+        code = 0 if published == len(tracks) else EXIT_NOT_PUBLISHED
+    finally:
+        if started:
+            stack.stop()
+    sys.exit(code)
+
+
+def _follow_all(client: ApiClient, track_ids: list[str], timeout_s: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    latest: dict[str, dict[str, Any]] = {}
+
+    def board() -> Table:
+        table = Table(box=None, header_style="bold")
+        for column in ("track", "status", "progress", "running"):
+            table.add_column(column)
+        for track_id in track_ids:
+            t = latest.get(track_id)
+            if t:
+                running = [n for n, s in t["steps"].items() if s.get("status") == "running"]
+                table.add_row(track_id[:8], t["status"], f"{t['progress']}%", ", ".join(running))
+        return table
+
+    with Live(board(), console=err, refresh_per_second=4, transient=not err.is_terminal) as live:
+        while True:
+            for track_id in track_ids:
+                latest[track_id] = client.track(track_id)
+            live.update(board())
+            if all(t["status"] in TERMINAL for t in latest.values()) or time.monotonic() > deadline:
+                return [latest[t] for t in track_ids]
+            time.sleep(0.5)

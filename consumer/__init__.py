@@ -1,0 +1,1 @@
+"""The events consumer: S3 notifications in, one workflow per uploaded object out."""

@@ -1,0 +1,110 @@
+"""From an S3 event to a running workflow, exactly once per uploaded object.
+
+The event is checked against the track the API recorded when it issued the presigned upload:
+same bucket, the exact key, the owner the key names, a size within the limit. Then one
+conditional write moves the track from ``awaiting_upload`` to ``queued``; only the writer that
+wins it launches the workflow, so duplicate events (S3 delivers at least once) start nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from trackflow.consumer.events import ObjectCreated, PoisonMessage
+
+from trackflow.keys import parse_upload_key
+from trackflow.logs import get_logger
+from trackflow.settings import Lane, Settings
+from trackflow.state.dynamo import now_iso
+from trackflow.state.tracks import TrackStore
+from trackflow.track import Status
+
+__all__ = ["Admission", "Outcome", "admit", "launch"]
+
+log = get_logger(__name__)
+
+# A track queued this long ago whose launch was never confirmed had its consumer die in between.
+RELAUNCH_AFTER = timedelta(seconds=30)
+
+
+class Outcome(StrEnum):
+    LAUNCHED = "launched"
+    DUPLICATE = "duplicate"  # the object was admitted before: nothing to do
+    REFUSED = "refused"  # a real upload that breaks the rules: the track failed, visibly
+
+
+@dataclass(frozen=True)
+class Admission:
+    outcome: Outcome
+    track_id: str
+    reason: str = ""
+
+
+def launch(store: TrackStore, track: dict[str, Any]) -> str:
+    """Send the track's workflow to the queues and record that it was sent."""
+    from trackflow.tasks.workflow import build_workflow
+
+    result = build_workflow(track["track_id"], Lane(track.get("lane", Lane.STANDARD))).apply_async()
+    store.mark_launched(track["track_id"], result.id)
+    log.info("workflow_launched", track_id=track["track_id"], workflow_id=result.id)
+    return result.id
+
+
+def _refuse(store: TrackStore, track_id: str, code: str, message: str) -> Admission:
+    from trackflow.tasks.runtime import fail_track
+
+    track = store.get(track_id)
+    if track:
+        fail_track(track, None, {"code": code, "message": message})
+    return Admission(Outcome.REFUSED, track_id, message)
+
+
+def admit(event: ObjectCreated, settings: Settings, store: TrackStore) -> Admission:
+    """Check the event against its track and launch the workflow if this event is the first."""
+    if event.bucket != settings.uploads_bucket:
+        raise PoisonMessage(f"event for bucket {event.bucket}, not the uploads bucket")
+    key = parse_upload_key(event.key, settings.uploads_prefix)
+    if key is None:
+        raise PoisonMessage("the key is outside the uploads prefix or not one the API issues")
+    track = store.get(key.track_id)
+    if track is None or track["owner"] != key.owner or track["upload"]["key"] != event.key:
+        raise PoisonMessage("no track was promised an upload at this key")
+    if track["status"] == Status.AWAITING_UPLOAD:
+        if event.size > settings.max_upload_bytes:
+            return _refuse(
+                store,
+                key.track_id,
+                "too_large",
+                f"the file is {event.size / 2**20:.0f} MB; the limit is "
+                f"{settings.max_upload_bytes / 2**20:.0f} MB",
+            )
+        source = {
+            "bucket": event.bucket,
+            "key": event.key,
+            "size": event.size,
+            "etag": event.etag,
+            "event": event.event_name,
+        }
+        queued = store.transition(
+            key.track_id,
+            Status.QUEUED,
+            allowed_from=[Status.AWAITING_UPLOAD],
+            fields={"source": source, "queued_at": now_iso()},
+        )
+        if queued is not None:
+            launch(store, queued)
+            return Admission(Outcome.LAUNCHED, key.track_id)
+        track = store.get(key.track_id) or track
+    if track["status"] == Status.QUEUED and not track.get("launch") and _stale(track):
+        log.warning("relaunching_unconfirmed_workflow", track_id=key.track_id)
+        launch(store, track)
+        return Admission(Outcome.LAUNCHED, key.track_id, "relaunched")
+    return Admission(Outcome.DUPLICATE, key.track_id)
+
+
+def _stale(track: dict[str, Any]) -> bool:
+    queued_at = datetime.fromisoformat(track["queued_at"].replace("Z", "+00:00"))
+    return datetime.now(UTC) - queued_at > RELAUNCH_AFTER

@@ -1,0 +1,95 @@
+"""The events consumer: a kombu consumer on the events queue that admits each upload.
+
+A message is acknowledged only once its uploads are admitted (workflow launched, duplicate
+recognised or upload refused with a visible reason). A message that can never be processed is
+handed back at once, so that the queue's redrive policy moves it to the dead-letter queue after
+a few receives; a transient failure leaves the message to come back after its visibility
+timeout. Nothing stops the loop.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from kombu import Connection, Consumer, Queue
+from kombu.mixins import ConsumerMixin
+from trackflow.consumer.admission import admit
+from trackflow.consumer.events import PoisonMessage, parse_message
+
+from trackflow import aws
+from trackflow.logs import bind, get_logger, unbind
+from trackflow.settings import Settings
+from trackflow.state.tracks import TrackStore
+
+__all__ = ["EventConsumer", "run_consumer"]
+
+log = get_logger(__name__)
+
+
+def _connection(settings: Settings) -> Connection:
+    from trackflow.tasks.app import celery_config, predefined_queue
+
+    config = celery_config(settings)
+    options = dict(config["broker_transport_options"])
+    options["predefined_queues"] = {
+        settings.events_queue: predefined_queue(settings, settings.events_queue)
+    }
+    return Connection(config["broker_url"], transport_options=options)
+
+
+class EventConsumer(ConsumerMixin):
+    def __init__(self, connection: Connection, settings: Settings) -> None:
+        self.connection = connection
+        self.settings = settings
+        self.store = TrackStore(aws.client("dynamodb", settings), settings.table("tracks"))
+        self.handled = 0
+
+    def get_consumers(self, consumer_class: type[Consumer], channel: Any) -> list[Consumer]:
+        queue = Queue(self.settings.events_queue, no_declare=True)
+        return [consumer_class(queues=[queue], on_message=self.on_message, prefetch_count=10)]
+
+    def on_message(self, message: Any) -> None:
+        body = message.body
+        try:
+            events = parse_message(body)
+            for event in events:
+                bind(key=event.key)
+                admission = admit(event, self.settings, self.store)
+                log.info(
+                    "upload_admitted",
+                    track_id=admission.track_id,
+                    outcome=str(admission.outcome),
+                    reason=admission.reason or None,
+                )
+        except PoisonMessage as poison:
+            log.error("poison_message", reason=str(poison), body=_preview(body))
+            message.requeue()  # visible again at once: the redrive policy counts it to the DLQ
+            return
+        except Exception:  # DynamoDB or SQS trouble: the message comes back after its timeout
+            log.exception("event_not_admitted", body=_preview(body))
+            return
+        finally:
+            unbind("key")
+            self.handled += 1
+        message.ack()
+
+
+def _preview(body: Any, limit: int = 300) -> str:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    return text[:limit]
+
+
+def run_consumer(settings: Settings) -> None:
+    """Consume until SIGTERM or SIGINT."""
+    with _connection(settings) as connection:
+        consumer = EventConsumer(connection, settings)
+
+        def stop(*_: Any) -> None:
+            consumer.should_stop = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        log.info("consumer_started", queue=settings.events_queue)
+        consumer.run()
+        log.info("consumer_stopped", handled=consumer.handled)

@@ -1,0 +1,178 @@
+"""MP3 renditions: constant bitrate, gapless (LAME header with encoder delay and padding), tagged
+ID3v2.4 with the track's tags and front cover."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mutagen.id3 import (
+    APIC,
+    COMM,
+    ID3,
+    TALB,
+    TBPM,
+    TCON,
+    TDRC,
+    TIT2,
+    TPE1,
+    TPE2,
+    TPOS,
+    TPUB,
+    TRCK,
+    TSRC,
+    Encoding,
+)
+from mutagen.mp3 import MP3
+from trackflow.media import ffmpeg
+
+__all__ = ["encode_mp3", "write_id3"]
+
+_TEXT_FRAMES = {
+    "title": TIT2,
+    "artist": TPE1,
+    "album": TALB,
+    "album_artist": TPE2,
+    "genre": TCON,
+    "date": TDRC,
+    "isrc": TSRC,
+    "label": TPUB,
+}
+
+
+def _encode(
+    source: Path,
+    out_path: Path,
+    *,
+    bitrate_kbps: int,
+    sample_rate: int,
+    limit_dbtp: float | None,
+    timeout: float,
+) -> None:
+    chain = f"aresample={sample_rate}:resampler=soxr"
+    if limit_dbtp is not None:
+        chain = (
+            f"aresample={sample_rate * 4}:resampler=soxr,"
+            f"alimiter=limit={10 ** (limit_dbtp / 20):.5f}:attack=2:release=80:level=0:latency=1,"
+            + chain
+        )
+    ffmpeg.run(
+        [
+            *ffmpeg.input_args(source, "flac"),
+            "-map",
+            "0:a:0",
+            "-map_metadata",
+            "-1",
+            "-af",
+            chain,
+            "-c:a",
+            "libmp3lame",
+            "-b:a",
+            f"{bitrate_kbps}k",
+            "-ar",
+            str(sample_rate),
+            "-write_xing",
+            "1",
+            "-id3v2_version",
+            "0",
+            "-write_id3v1",
+            "0",
+            "-f",
+            "mp3",
+            "-y",
+            str(out_path),
+        ],
+        timeout=timeout,
+    )
+
+
+def measure(path: Path, demuxer: str, timeout: float) -> ffmpeg.LoudnessStats:
+    """Loudness and true peak of a file as a player decodes it."""
+    stderr = ffmpeg.run(
+        [
+            *ffmpeg.input_args(path, demuxer),
+            "-map",
+            "0:a:0",
+            "-af",
+            "ebur128=peak=true:framelog=quiet",
+            "-f",
+            "null",
+            "-",
+        ],
+        timeout=timeout,
+        loglevel="info",
+    )
+    return ffmpeg.parse_ebur128_summary(stderr)
+
+
+def encode_mp3(
+    source: Path,
+    out_path: Path,
+    *,
+    bitrate_kbps: int,
+    sample_rate: int,
+    source_peak_dbtp: float,
+    max_peak_dbtp: float,
+    timeout: float,
+    attempts: int = 3,
+) -> dict[str, Any]:
+    """Encode the normalised FLAC ``source`` to a CBR MP3 whose true peak, as decoded, is at most
+    ``max_peak_dbtp``. Lossy encoding adds peaks that cannot be predicted, so the result is
+    measured; where it overshoots, it is encoded again behind a limiter lowered by the overshoot.
+    The file appears at ``out_path`` only when complete.
+    """
+    partial = out_path.with_suffix(".partial.mp3")
+    limit: float | None = None
+    for attempt in range(1, attempts + 1):
+        _encode(
+            source,
+            partial,
+            bitrate_kbps=bitrate_kbps,
+            sample_rate=sample_rate,
+            limit_dbtp=limit,
+            timeout=timeout,
+        )
+        loudness = measure(partial, "mp3", timeout)
+        overshoot = loudness.true_peak_dbtp - max_peak_dbtp
+        if overshoot <= 0 or attempt == attempts:
+            break
+        limit = min(limit if limit is not None else source_peak_dbtp, source_peak_dbtp) - (
+            overshoot + 0.2
+        )
+    info = MP3(partial).info
+    partial.replace(out_path)
+    return {
+        "bitrate_kbps": bitrate_kbps,
+        "duration_s": round(info.length, 4),
+        "sample_rate": info.sample_rate,
+        "channels": info.channels,
+        "bytes": out_path.stat().st_size,
+        "encoder": info.encoder_info or None,
+        "loudness": loudness.as_record(),
+        "limited_dbtp": round(limit, 2) if limit is not None else None,
+        "encodes": attempt,
+    }
+
+
+def write_id3(path: Path, tags: Mapping[str, Any], cover_jpeg: bytes | None) -> None:
+    """Tag the MP3 at ``path`` with ID3v2.4 frames (UTF-8) and the front cover."""
+    id3 = ID3()
+    for field, frame in _TEXT_FRAMES.items():
+        if tags.get(field):
+            id3.add(frame(encoding=Encoding.UTF8, text=[str(tags[field])]))
+    if tags.get("track_number"):
+        total = f"/{tags['track_total']}" if tags.get("track_total") else ""
+        id3.add(TRCK(encoding=Encoding.UTF8, text=[f"{tags['track_number']}{total}"]))
+    if tags.get("disc_number"):
+        total = f"/{tags['disc_total']}" if tags.get("disc_total") else ""
+        id3.add(TPOS(encoding=Encoding.UTF8, text=[f"{tags['disc_number']}{total}"]))
+    if tags.get("bpm"):
+        id3.add(TBPM(encoding=Encoding.UTF8, text=[str(round(tags["bpm"]))]))
+    if tags.get("comment"):
+        id3.add(COMM(encoding=Encoding.UTF8, lang="eng", desc="", text=[tags["comment"]]))
+    if cover_jpeg:
+        id3.add(
+            APIC(encoding=Encoding.UTF8, mime="image/jpeg", type=3, desc="Cover", data=cover_jpeg)
+        )
+    id3.save(path, v2_version=4)

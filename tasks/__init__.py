@@ -1,0 +1,1 @@
+"""Celery: the app, the step tasks and the workflow that chains them."""

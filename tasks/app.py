@@ -1,0 +1,112 @@
+"""The Celery application: SQS as the broker, DynamoDB as the result backend.
+
+Every setting that matters on SQS is here and says why: late acknowledgement (a task's message
+stays in the queue until the task is done, so a crash loses nothing), one message in hand per
+process, predefined queues (no ListQueues/CreateQueue, and exactly the queues Terraform makes),
+no remote control or events (SQS has no fanout for them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urlparse
+
+from celery import Celery
+from celery.signals import setup_logging, worker_process_init
+from kombu import Queue
+
+from trackflow.aws import EMULATOR_CREDENTIALS
+from trackflow.logs import configure_logging
+from trackflow.settings import AwsTarget, Lane, Settings, WorkerGroup, get_settings
+
+__all__ = ["app", "celery_config", "predefined_queue"]
+
+
+def _credentials(settings: Settings) -> tuple[str, str] | None:
+    if settings.aws_target is AwsTarget.AWS:
+        return None  # the default credential chain (task role, profile, ...)
+    import os
+
+    return (
+        os.environ.get("AWS_ACCESS_KEY_ID", EMULATOR_CREDENTIALS["aws_access_key_id"]),
+        os.environ.get("AWS_SECRET_ACCESS_KEY", EMULATOR_CREDENTIALS["aws_secret_access_key"]),
+    )
+
+
+def _queue_url(settings: Settings, name: str) -> str:
+    """Queue URLs without a lookup: the emulators and AWS both follow this pattern."""
+    if settings.endpoint_url:
+        return f"{settings.endpoint_url.rstrip('/')}/{settings.account_id}/{name}"
+    return f"https://sqs.{settings.region}.amazonaws.com/{settings.account_id}/{name}"
+
+
+def predefined_queue(settings: Settings, name: str) -> dict[str, str]:
+    """kombu's description of a queue that already exists (no ListQueues or CreateQueue)."""
+    queue = {"url": _queue_url(settings, name)}
+    credentials = _credentials(settings)
+    if credentials:
+        queue |= {"access_key_id": credentials[0], "secret_access_key": credentials[1]}
+    return queue
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    credentials = _credentials(settings)
+    endpoint = urlparse(settings.endpoint_url) if settings.endpoint_url else None
+    if endpoint:
+        user = ":".join(quote(part, safe="") for part in credentials or ("", ""))
+        broker_url = f"sqs://{user}@{endpoint.hostname}:{endpoint.port or 80}"
+        backend_url = (
+            f"dynamodb://{user}@{endpoint.hostname}:{endpoint.port or 80}/"
+            f"{settings.table('results')}?ttl_seconds=86400"
+        )
+    else:
+        broker_url = "sqs://"
+        backend_url = f"dynamodb://@{settings.region}/{settings.table('results')}?ttl_seconds=86400"
+    predefined = {name: predefined_queue(settings, name) for name in settings.worker_queues}
+    return {
+        "broker_url": broker_url,
+        "broker_transport_options": {
+            "region": settings.region,
+            "is_secure": endpoint is None or endpoint.scheme == "https",
+            "predefined_queues": predefined,
+            "wait_time_seconds": settings.broker_wait_time_s,
+            "polling_interval": 0.1,
+        },
+        "broker_connection_retry_on_startup": True,
+        "result_backend": backend_url,
+        # a host name is not taken for a local endpoint by the backend's URL parser
+        "dynamodb_endpoint_url": settings.endpoint_url,
+        "result_expires": 86400,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": settings.queue(WorkerGroup.IO, Lane.STANDARD),
+        "task_queues": [Queue(name, no_declare=True) for name in settings.worker_queues],
+        "task_create_missing_queues": False,
+        "worker_enable_remote_control": False,
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        "worker_hijack_root_logger": False,
+        # On SIGTERM (scale-in) finish quickly, then hand unfinished messages back at once.
+        "worker_soft_shutdown_timeout": 10.0,
+        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+    }
+
+
+app = Celery("trackflow", include=["trackflow.tasks.steps"])
+app.config_from_object(celery_config(get_settings()))
+
+
+@setup_logging.connect
+def _logging(**_: Any) -> None:
+    configure_logging("worker")
+
+
+@worker_process_init.connect
+def _fresh_process(**_: Any) -> None:
+    """Forked pool processes start with fresh AWS connections (clients are cached per pid)."""
+    configure_logging("worker")

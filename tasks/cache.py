@@ -1,0 +1,73 @@
+"""A worker's local copy of S3 objects, shared by its processes.
+
+Several steps of one track read the same upload; on one host it is downloaded once. Entries are
+named by bucket, key and ETag, so a changed object is a new entry; downloads land under a
+temporary name and appear whole, under a lock that keeps two processes from fetching the same
+object at once. The oldest entries go when the cache outgrows its budget.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ObjectCache"]
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class ObjectCache:
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def get(self, s3: Any, bucket: str, key: str, etag: str | None = None) -> Path:
+        """A local path holding the object; downloaded unless already here."""
+        if etag is None:
+            etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
+        name = hashlib.sha256(f"{bucket}\0{key}\0{etag.strip(chr(34))}".encode()).hexdigest()
+        path = self.root / name
+        if path.exists():
+            os.utime(path)
+            return path
+        with _locked(self.root / f"{name}.lock"):
+            if not path.exists():
+                partial = self.root / f"{name}.{os.getpid()}.part"
+                try:
+                    s3.download_file(bucket, key, str(partial))
+                    os.replace(partial, path)
+                finally:
+                    partial.unlink(missing_ok=True)
+        self._evict(keep=path)
+        return path
+
+    def _evict(self, keep: Path) -> None:
+        entries = []
+        for entry in self.root.iterdir():
+            if entry.suffix in (".lock", ".part") or entry == keep:
+                continue
+            try:
+                stat = entry.stat()
+            except FileNotFoundError:
+                continue
+            entries.append((stat.st_mtime, stat.st_size, entry))
+        total = sum(size for _, size, _ in entries) + keep.stat().st_size
+        for _, size, entry in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            entry.unlink(missing_ok=True)
+            total -= size

@@ -1,0 +1,281 @@
+"""What every step shares: claiming the step, fetching inputs, storing outputs, recording the
+outcome, retrying what may succeed later and failing what never will.
+
+A step body is a plain function ``body(ctx) -> StepResult``; the ``step`` decorator turns it into
+a Celery task with a stable name, its queue group, time limits below the queue's visibility
+timeout, late acknowledgement and a retry policy. Every run is idempotent: a message delivered
+twice finds the step done and returns, and every artifact has a deterministic key.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from celery import Task
+from celery.exceptions import Retry, SoftTimeLimitExceeded
+from trackflow.media import probe
+from trackflow.tasks.app import app
+from trackflow.tasks.cache import ObjectCache
+
+from trackflow import aws
+from trackflow.errors import InputRejected, NotReady, TrackflowError
+from trackflow.keys import media_key
+from trackflow.logs import bind, get_logger, unbind
+from trackflow.settings import Lane, Settings, get_settings
+from trackflow.state.dynamo import now_iso
+from trackflow.state.tracks import StepStart, TrackStore
+from trackflow.track import ACTIVE, STEP_BY_NAME, STEP_DONE, Status, StepStatus
+
+__all__ = ["StepContext", "StepResult", "step", "track_store"]
+
+log = get_logger(__name__)
+
+
+@functools.cache
+def _stores(settings: Settings, pid: int) -> TrackStore:
+    return TrackStore(aws.client("dynamodb", settings), settings.table("tracks"))
+
+
+def track_store(settings: Settings | None = None) -> TrackStore:
+    settings = settings or get_settings()
+    return _stores(settings, os.getpid())
+
+
+@functools.cache
+def _cache(settings: Settings) -> ObjectCache:
+    return ObjectCache(Path(settings.data_dir) / "cache", settings.cache_max_bytes)
+
+
+@dataclass
+class StepResult:
+    """What a step produced: record fields to set (a tuple is a nested path) and artifacts."""
+
+    fields: dict[str | tuple[str, ...], Any] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+class StepContext:
+    """A step's view of its track: inputs fetched on demand, outputs stored under fixed keys."""
+
+    def __init__(self, track: dict[str, Any], step: str, settings: Settings, workdir: Path):
+        self.track = track
+        self.step = step
+        self.settings = settings
+        self.workdir = workdir
+        self._gate: probe.AudioInfo | None = None
+
+    @property
+    def track_id(self) -> str:
+        return self.track["track_id"]
+
+    def original(self) -> Path:
+        """The upload, as a local file (downloaded once per worker host)."""
+        source = self.track["source"]
+        return _cache(self.settings).get(
+            aws.client("s3", self.settings), source["bucket"], source["key"], source.get("etag")
+        )
+
+    def gate(self) -> probe.AudioInfo:
+        """The input gate's verdict on the upload: raises InputRejected for bad input."""
+        if self._gate is None:
+            s = self.settings
+            self._gate = probe.inspect_audio(
+                self.original(),
+                probe.GateLimits(min_duration_s=s.min_duration_s, max_duration_s=s.max_duration_s),
+            )
+        return self._gate
+
+    def require(self, *steps: str) -> None:
+        """Inputs made by earlier steps must exist; if not (a chord fired early), retry soon."""
+        missing = [s for s in steps if self.track["steps"][s]["status"] != StepStatus.SUCCEEDED]
+        if missing:
+            raise NotReady(f"waiting for {', '.join(missing)}")
+
+    def key(self, artifact: str) -> str:
+        return media_key(self.track["owner"], self.track_id, artifact)
+
+    def store(self, files: Iterable[tuple[str, Path, str]]) -> dict[str, str]:
+        """Upload (artifact name, path, content type) triples concurrently; returns their URIs."""
+        named = [(name, aws.S3Upload(path, self.key(name), ctype)) for name, path, ctype in files]
+        aws.put_files(self.settings.media_bucket, [u for _, u in named], self.settings)
+        return {name: aws.s3_uri(self.settings.media_bucket, u.key) for name, u in named}
+
+    def artifact(self, name: str) -> Path:
+        """A stored artifact of this track (from an earlier step), as a local file."""
+        return _cache(self.settings).get(
+            aws.client("s3", self.settings), self.settings.media_bucket, self.key(name)
+        )
+
+
+class StepTask(Task):
+    """Base of all step tasks: late acknowledgement, requeue when the worker dies.
+
+    A step records its own failures; an exception that escapes it means the bookkeeping itself
+    failed (DynamoDB out of reach), so the message is not acknowledged: it comes back after the
+    visibility timeout, and after maxReceiveCount tries it rests in the dead-letter queue.
+    """
+
+    acks_late = True
+    acks_on_failure_or_timeout = False
+    reject_on_worker_lost = True
+    typing = False
+
+
+RETRYABLE = (TrackflowError, BotoCoreError, ClientError, OSError, TimeoutError)
+
+
+def _retry_delay(settings: Settings, attempt: int) -> float:
+    """Exponential backoff with full jitter, capped below the visibility timeout."""
+    return random.uniform(0, min(settings.retry_backoff_max_s, 2 ** min(attempt, 10)))
+
+
+def step(
+    name: str, *, runs_when: Iterable[Status] = ACTIVE
+) -> Callable[[Callable[[StepContext], StepResult]], Task]:
+    """Make ``body`` the Celery task ``trackflow.<name>``."""
+    spec = STEP_BY_NAME[name]
+    settings = get_settings()
+    hard = settings.task_time_limit(spec.group)
+    states = frozenset(runs_when)
+
+    def decorate(body: Callable[[StepContext], StepResult]) -> Task:
+        @app.task(
+            name=f"trackflow.{name}",
+            base=StepTask,
+            bind=True,
+            queue=settings.queue(spec.group, Lane.STANDARD),
+            time_limit=hard,
+            soft_time_limit=int(hard * 0.9),
+            max_retries=settings.step_max_retries,
+        )
+        def task(self: Task, track_id: str) -> None:
+            bind(track_id=track_id, step=name)
+            try:
+                run_step(self, name, body, track_id, states)
+            finally:
+                unbind("track_id", "step")
+
+        task.__doc__ = body.__doc__
+        return task
+
+    return decorate
+
+
+def run_step(
+    task: Task,
+    name: str,
+    body: Callable[[StepContext], StepResult],
+    track_id: str,
+    runs_when: frozenset[Status],
+) -> None:
+    settings = get_settings()
+    store = track_store(settings)
+    begun = store.begin_step(track_id, name, runs_when=runs_when)
+    if begun.outcome is StepStart.DONE:
+        log.info("step_already_done")
+        return
+    if begun.outcome is StepStart.SKIP:
+        if begun.track["steps"][name]["status"] not in STEP_DONE:
+            store.end_step(track_id, name, StepStatus.SKIPPED)
+        log.info("step_skipped", track_status=begun.track["status"])
+        return
+    track = begun.track
+    log.info("step_started", attempt=track["steps"][name]["attempts"])
+    workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_workdir_root(settings)))
+    try:
+        result = body(StepContext(track, name, settings, workdir))
+        done = store.finish_step(
+            track_id,
+            name,
+            started_at=track["steps"][name]["started_at"],
+            fields=result.fields,
+            outputs=result.outputs,
+        )
+        log.info("step_succeeded", duration_s=done["steps"][name].get("duration_s"))
+        maybe_publish(store, done)
+    except InputRejected as error:
+        log.warning("step_rejected_input", code=error.code, reason=error.message)
+        fail_track(track, name, error.as_record())
+    except SoftTimeLimitExceeded:
+        log.error("step_timed_out")
+        fail_track(
+            track, name, {"code": "step_timeout", "message": f"{name} ran past its time limit"}
+        )
+    except Retry:
+        raise
+    except RETRYABLE as error:
+        _retry_or_fail(task, track, name, error)
+    except Exception as error:  # a bug or a failure we did not foresee: bounded retries
+        log.exception("step_crashed")
+        _retry_or_fail(task, track, name, error)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _workdir_root(settings: Settings) -> Path:
+    root = Path(settings.data_dir) / "work"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _retry_or_fail(task: Task, track: Mapping[str, Any], name: str, error: Exception) -> None:
+    settings = get_settings()
+    code = error.code if isinstance(error, TrackflowError) else "internal_error"
+    message = (
+        error.message if isinstance(error, TrackflowError) else f"{type(error).__name__}: {error}"
+    )
+    attempt = task.request.retries
+    store = track_store(settings)
+    if attempt < task.max_retries:
+        store.end_step(
+            track["track_id"],
+            name,
+            StepStatus.RUNNING,
+            {"code": code, "message": message, "retrying": True},
+        )
+        delay = _retry_delay(settings, attempt + (0 if isinstance(error, NotReady) else 2))
+        log.warning(
+            "step_retrying", code=code, reason=message, attempt=attempt + 1, delay_s=round(delay, 2)
+        )
+        raise task.retry(exc=error, countdown=delay)
+    log.error("step_failed", code=code, reason=message)
+    fail_track(
+        track, name, {"code": code, "message": f"gave up after {attempt + 1} tries: {message}"}
+    )
+
+
+def fail_track(track: Mapping[str, Any], name: str | None, error: Mapping[str, Any]) -> None:
+    """End the track as failed (at step ``name``, if any) and tell the uploader (once)."""
+    store = track_store()
+    failed = store.fail(track["track_id"], error, step=name)
+    if failed is None:  # it had already ended: only this step's outcome is news
+        if name:
+            store.end_step(track["track_id"], name, StepStatus.FAILED, error)
+        return
+    from trackflow.tasks.workflow import notify_signature
+
+    notify_signature(track["track_id"], Lane(track.get("lane", Lane.STANDARD))).apply_async()
+
+
+def maybe_publish(store: TrackStore, track: Mapping[str, Any]) -> None:
+    """Once every step has succeeded (or been skipped), the track is published."""
+    if track["status"] != Status.PROCESSING:
+        return
+    states = [state.get("status") for state in track["steps"].values()]
+    finished = all(s in (StepStatus.SUCCEEDED, StepStatus.SKIPPED) for s in states)
+    if finished and store.transition(
+        track["track_id"],
+        Status.PUBLISHED,
+        allowed_from=[Status.PROCESSING],
+        fields={"published_at": now_iso()},
+    ):
+        log.info("track_published")

@@ -1,0 +1,380 @@
+"""The steps of the workflow: thin shells that fetch inputs, call the media core, store outputs.
+
+Each is named ``trackflow.<step>`` for good (task names are a contract with messages already in
+the queues); the workflow's shape is in ``workflow.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from trackflow.media import artwork, fingerprint, loudness, probe, tags, transcode, waveform
+from trackflow.media.ffmpeg import LoudnessStats, decode_args, read_pcm
+from trackflow.tasks.app import app
+from trackflow.tasks.runtime import StepContext, StepResult, step, track_store
+
+from trackflow import aws
+from trackflow.copyright import judge
+from trackflow.emails import compose
+from trackflow.errors import NotReady
+from trackflow.logs import get_logger
+from trackflow.search import TrackDocument, open_search
+from trackflow.settings import Lane, Settings, WorkerGroup, get_settings
+from trackflow.state.catalogue import Catalogue, pack_landmarks, unpack_landmarks
+from trackflow.state.dynamo import now_iso
+from trackflow.state.ratelimit import RateLimiter
+from trackflow.state.social import SocialStore
+from trackflow.state.users import UserStore
+from trackflow.track import TRANSCODE_STEPS, Status
+
+log = get_logger(__name__)
+
+FINGERPRINT_ARTIFACT = "fingerprint/landmarks.npz"
+NORMALISED_ARTIFACT = "audio/normalised.flac"
+
+
+def _fallback_title(ctx: StepContext) -> str:
+    return Path(ctx.track.get("filename", "")).stem or "Untitled"
+
+
+def _cover(ctx: StepContext) -> tags.EmbeddedPicture | None:
+    return tags.front_cover(probe.open_audio(ctx.original(), ctx.gate()))
+
+
+# --- branch one: tags and artwork -------------------------------------------------------------
+@step("extract_metadata")
+def extract_metadata(ctx: StepContext) -> StepResult:
+    """Tags and technical facts of the upload (after the input gate)."""
+    info = ctx.gate()
+    audio = probe.open_audio(ctx.original(), info)
+    cover = tags.front_cover(audio)
+    metadata = {
+        "tags": tags.read_tags(audio, fallback_title=_fallback_title(ctx)),
+        "audio": info.as_record(),
+        "picture": {"mime": cover.mime, "bytes": len(cover.data), "type": cover.picture_type}
+        if cover
+        else None,
+    }
+    return StepResult(fields={"metadata": metadata})
+
+
+@step("resize_artwork")
+def resize_artwork(ctx: StepContext) -> StepResult:
+    """Every artwork size at 1x and 2x, JPEG and WebP; a bad picture fails nothing."""
+    cover = _cover(ctx)
+    s = ctx.settings
+    result = artwork.render_artwork(
+        cover.data if cover else None,
+        ctx.workdir / "artwork",
+        s.artwork_sizes,
+        max_pixels=s.artwork_max_pixels,
+        max_bytes=s.artwork_max_bytes,
+    )
+    outputs = ctx.store(
+        (f"artwork/{r.name}.{r.extension}", r.path, r.content_type) for r in result.renditions
+    )
+    return StepResult(fields={"artwork": result.as_record()}, outputs=outputs)
+
+
+# --- branch two: audio ------------------------------------------------------------------------
+@step("analyse_waveform")
+def analyse_waveform(ctx: StepContext) -> StepResult:
+    """Peaks (audiowaveform JSON v2), a PNG graph, levels, cue points and input loudness."""
+    s = ctx.settings
+    analysis, mins, maxs = waveform.analyse_audio(
+        ctx.original(),
+        ctx.gate(),
+        samples_per_pixel=s.waveform_samples_per_pixel,
+        sample_rate=s.rendition_sample_rate,
+        silence_dbfs=s.silence_threshold_dbfs,
+        timeout=s.cpu_task_time_limit_s,
+    )
+    peaks = waveform.peaks_document(
+        mins,
+        maxs,
+        sample_rate=s.rendition_sample_rate,
+        samples_per_pixel=s.waveform_samples_per_pixel,
+        bits=s.waveform_bits,
+    )
+    peaks_path = ctx.workdir / "waveform.json"
+    peaks_path.write_text(json.dumps(peaks, separators=(",", ":")))
+    png_path = ctx.workdir / "waveform.png"
+    waveform.render_png(
+        mins, maxs, png_path, width=s.waveform_png_width, height=s.waveform_png_height
+    )
+    outputs = ctx.store(
+        [
+            ("waveform/peaks.json", peaks_path, "application/json"),
+            ("waveform/waveform.png", png_path, "image/png"),
+        ]
+    )
+    record = analysis.as_record()
+    measured = record.pop("loudness")
+    return StepResult(fields={"waveform": record, "loudness": {"input": measured}}, outputs=outputs)
+
+
+@step("normalise_audio")
+def normalise_audio(ctx: StepContext) -> StepResult:
+    """Bring the track to the target loudness under the true-peak ceiling (lossless master)."""
+    ctx.require("analyse_waveform")
+    s = ctx.settings
+    out = ctx.workdir / "normalised.flac"
+    result = loudness.normalise(
+        ctx.original(),
+        ctx.gate(),
+        LoudnessStats(**ctx.track["loudness"]["input"]),
+        out,
+        target_lufs=s.loudness_target_lufs,
+        ceiling_dbtp=s.true_peak_ceiling_dbtp,
+        lossy_headroom_db=s.lossy_headroom_db,
+        lossy_loudness_bias_lu=s.lossy_loudness_bias_lu,
+        sample_rate=s.rendition_sample_rate,
+        timeout=s.cpu_task_time_limit_s,
+    )
+    outputs = ctx.store([(NORMALISED_ARTIFACT, out, "audio/flac")])
+    return StepResult(fields={"loudness": result.as_record()}, outputs=outputs)
+
+
+def _catalogue(settings: Settings) -> Catalogue:
+    return Catalogue(
+        aws.client("dynamodb", settings),
+        settings.table("catalogue"),
+        settings.table("fingerprints"),
+    )
+
+
+def _landmarks(path: Path, info: probe.AudioInfo, settings: Settings) -> tuple[Any, Any]:
+    blocks = read_pcm(
+        decode_args(path, info.demuxer, sample_rate=fingerprint.SAMPLE_RATE, channels=1),
+        channels=1,
+        block_frames=1 << 17,
+        timeout=settings.cpu_task_time_limit_s,
+    )
+    return fingerprint.fingerprint(blocks)
+
+
+@step("check_copyright")
+def check_copyright(ctx: StepContext) -> StepResult:
+    """Match the upload's fingerprint against the catalogue: pass, hold for review or reject."""
+    s = ctx.settings
+    hashes, times = _landmarks(ctx.original(), ctx.gate(), s)
+    landmarks_path = ctx.workdir / "landmarks.npz"
+    landmarks_path.write_bytes(pack_landmarks(hashes, times))
+    outputs = ctx.store([(FINGERPRINT_ARTIFACT, landmarks_path, "application/octet-stream")])
+    catalogue = _catalogue(s)
+    policy = fingerprint.MatchPolicy()
+    matches = fingerprint.match_landmarks(hashes, times, catalogue.lookup, policy)
+    verdict = judge(matches, catalogue.works(m.work for m in matches), ctx.track["owner"], policy)
+    record = {**verdict.as_record(), "checked_at": now_iso(), "landmarks": len(hashes)}
+    store = track_store(s)
+    if verdict.outcome == "match":
+        store.transition(
+            ctx.track_id,
+            Status.REJECTED,
+            allowed_from=[Status.PROCESSING],
+            fields={
+                "error": {
+                    "code": "copyright_match",
+                    "message": verdict.message(),
+                    "step": "check_copyright",
+                },
+                "copyright": record,
+            },
+        )
+        log.warning("copyright_match", work=verdict.matches[0]["work_id"])
+    elif verdict.outcome == "review":
+        store.transition(
+            ctx.track_id,
+            Status.HELD_FOR_REVIEW,
+            allowed_from=[Status.PROCESSING],
+            fields={"copyright": record},
+        )
+        log.warning("copyright_review", work=verdict.matches[0]["work_id"])
+    return StepResult(fields={"copyright": record}, outputs=outputs)
+
+
+def _transcode(ctx: StepContext, bitrate: int) -> StepResult:
+    ctx.require("normalise_audio", "check_copyright")
+    s = ctx.settings
+    info = ctx.gate()
+    audio = probe.open_audio(ctx.original(), info)
+    cover = tags.front_cover(audio)
+    out = ctx.workdir / f"{bitrate}.mp3"
+    result = transcode.encode_mp3(
+        ctx.artifact(NORMALISED_ARTIFACT),
+        out,
+        bitrate_kbps=bitrate,
+        sample_rate=s.rendition_sample_rate,
+        source_peak_dbtp=ctx.track["loudness"]["output"]["true_peak_dbtp"],
+        max_peak_dbtp=s.true_peak_ceiling_dbtp + s.mp3_peak_allowance_db,
+        timeout=s.cpu_task_time_limit_s,
+    )
+    cover_jpeg = artwork.cover_jpeg(cover.data, 500) if cover else None
+    transcode.write_id3(out, tags.read_tags(audio, fallback_title=_fallback_title(ctx)), cover_jpeg)
+    outputs = ctx.store([(f"audio/{bitrate}.mp3", out, "audio/mpeg")])
+    return StepResult(fields={("renditions", str(bitrate)): result}, outputs=outputs)
+
+
+@step("transcode_128")
+def transcode_128(ctx: StepContext) -> StepResult:
+    """The 128 kbps MP3 rendition."""
+    return _transcode(ctx, 128)
+
+
+@step("transcode_192")
+def transcode_192(ctx: StepContext) -> StepResult:
+    """The 192 kbps MP3 rendition."""
+    return _transcode(ctx, 192)
+
+
+@step("transcode_320")
+def transcode_320(ctx: StepContext) -> StepResult:
+    """The 320 kbps MP3 rendition."""
+    return _transcode(ctx, 320)
+
+
+# --- publication ------------------------------------------------------------------------------
+@step("index_track")
+def index_track(ctx: StepContext) -> StepResult:
+    """Make the track findable by search, and protect it: it joins the copyright catalogue."""
+    ctx.require("extract_metadata", *TRANSCODE_STEPS)
+    s = ctx.settings
+    document = TrackDocument.from_track({**ctx.track, "published_at": ctx.track.get("queued_at")})
+    open_search(s).upsert(document)
+    hashes, times = unpack_landmarks(ctx.artifact(FINGERPRINT_ARTIFACT).read_bytes())
+    work = _catalogue(s).register(
+        title=document.title,
+        owner=ctx.track["owner"],
+        hashes=hashes,
+        times=times,
+        duration_s=document.duration_s,
+        track_id=ctx.track_id,
+    )
+    return StepResult(
+        fields={
+            "search": {"indexed_at": now_iso(), "backend": s.search_backend},
+            "catalogue_work_id": work["work_id"],
+        }
+    )
+
+
+def _social(settings: Settings) -> SocialStore:
+    return SocialStore(
+        aws.client("dynamodb", settings), settings.table("follows"), settings.table("feeds")
+    )
+
+
+def feed_entry(track: dict[str, Any]) -> dict[str, Any]:
+    tags_ = track.get("metadata", {}).get("tags", {})
+    return {
+        "entry": SocialStore.entry_key(track["created_at"], track["track_id"]),
+        "track_id": track["track_id"],
+        "owner": track["owner"],
+        "title": tags_.get("title") or track.get("filename", ""),
+        "artist": tags_.get("artist", ""),
+        "created_at": track["created_at"],
+    }
+
+
+@step("publish_feed")
+def publish_feed(ctx: StepContext) -> StepResult:
+    """Fan the track out to the followers' feeds, one bounded page per task."""
+    ctx.require("extract_metadata", *TRANSCODE_STEPS)
+    s = ctx.settings
+    social = _social(s)
+    entry = feed_entry(ctx.track)
+    followers, after = social.followers(ctx.track["owner"], limit=s.feed_fanout_batch)
+    social.add_entries(followers, entry)
+    pages = 1
+    cursor = after
+    while cursor:  # larger audiences: each further page is a task of its own
+        page, next_cursor = social.followers(
+            ctx.track["owner"], limit=s.feed_fanout_batch, after=cursor
+        )
+        if page:
+            lane = Lane(ctx.track.get("lane", Lane.STANDARD))
+            fan_out_feed.apply_async(
+                (ctx.track_id, cursor, page[-1]), queue=s.queue(WorkerGroup.IO, lane)
+            )
+            pages += 1
+        cursor = next_cursor
+    return StepResult(fields={"feed": {"pages": pages, "published_at": now_iso()}})
+
+
+@app.task(
+    name="trackflow.fan_out_feed",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=8,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    retry_backoff_max=30,
+)
+def fan_out_feed(self: Any, track_id: str, after: str, up_to: str) -> int:
+    """Deliver one page of feed entries: followers after ``after`` up to ``up_to``, inclusive."""
+    s = get_settings()
+    track = track_store(s).get(track_id)
+    if track is None or track["status"] in (Status.REJECTED, Status.FAILED):
+        return 0
+    social = _social(s)
+    followers, _ = social.followers(track["owner"], limit=s.feed_fanout_batch, after=after)
+    page = [f for f in followers if f <= up_to]
+    return social.add_entries(page, feed_entry(track))
+
+
+@step(
+    "notify_uploader", runs_when=[Status.QUEUED, Status.PROCESSING, Status.REJECTED, Status.FAILED]
+)
+def notify_uploader(ctx: StepContext) -> StepResult:
+    """Email the uploader the outcome, once per outcome, within the account's send rate."""
+    s = ctx.settings
+    status = ctx.track["status"]
+    if status in (Status.REJECTED, Status.FAILED):
+        outcome = str(status)
+    else:
+        ctx.require(*TRANSCODE_STEPS)
+        outcome = "published"
+    store = track_store(s)
+    claim = store.claim_notification(ctx.track_id, outcome, lease_s=s.io_task_time_limit_s)
+    if claim == "busy":
+        raise NotReady("another worker is sending this email")
+    if claim == "sent":
+        return StepResult()
+    user = UserStore(aws.client("dynamodb", s), s.table("users")).ensure(ctx.track["owner"])
+    if user.get("email_opt_out"):
+        store.confirm_notification(ctx.track_id, outcome, {"state": "suppressed", "at": now_iso()})
+        return StepResult()
+    limiter = RateLimiter(
+        aws.client("dynamodb", s), s.table("idempotency"), "ses", s.email_rate_per_s
+    )
+    wait = limiter.reserve(max_wait_s=2.0)
+    if wait is None:
+        store.release_notification(ctx.track_id, outcome)
+        raise NotReady("the email send rate is used up: queued for a later slot")
+    if wait > 0:
+        time.sleep(wait)  # our reserved slot: sending earlier would exceed the account's rate
+    email = compose(outcome, ctx.track, s.link_base)
+    response = aws.client("ses", s).send_email(
+        Source=s.email_sender,
+        Destination={"ToAddresses": [user["email"]]},
+        Message={
+            "Subject": {"Data": email.subject, "Charset": "UTF-8"},
+            "Body": {
+                "Text": {"Data": email.text, "Charset": "UTF-8"},
+                "Html": {"Data": email.html, "Charset": "UTF-8"},
+            },
+        },
+    )
+    sent = {
+        "state": "sent",
+        "sent_at": now_iso(),
+        "message_id": response["MessageId"],
+        "to": user["email"],
+    }
+    store.confirm_notification(ctx.track_id, outcome, sent)
+    log.info("email_sent", outcome=outcome)
+    return StepResult()

@@ -1,0 +1,49 @@
+"""Errors that say what to do: give up on the upload, or try the step again later.
+
+A task that retried every exception would retry a corrupt upload for ever; each class here says
+whether another try can succeed (``retryable``) and carries the code the track record shows.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "InputRejected",
+    "NotReady",
+    "TrackflowError",
+    "TransientError",
+]
+
+
+class TrackflowError(Exception):
+    """Base of trackflow's errors; ``code`` is what the track record and the API show."""
+
+    code = "internal_error"
+    retryable = False
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+
+    def as_record(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class InputRejected(TrackflowError):
+    """The upload itself is unusable (not audio, corrupt, too long, ...): never retried."""
+
+    code = "invalid_input"
+
+
+class TransientError(TrackflowError):
+    """Something outside the upload failed and may work on another try."""
+
+    code = "transient_error"
+    retryable = True
+
+
+class NotReady(TransientError):
+    """A step's inputs are not there yet (a duplicate chord join fired early): try again soon."""
+
+    code = "not_ready"

@@ -1,0 +1,52 @@
+"""Where every object lives in S3: upload keys that carry their owner and track, and
+deterministic keys for every artifact, so a step that runs twice writes the same objects."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+__all__ = ["UploadKey", "media_key", "parse_upload_key", "safe_filename", "upload_key"]
+
+USER_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+TRACK_ID = re.compile(r"^[0-9a-f]{32}$")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+MAX_FILENAME_BYTES = 200
+
+
+def safe_filename(name: str) -> str:
+    """The uploaded file's name, fit for a key: NFC, no directories or control characters."""
+    name = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE.sub("", name).strip().strip(".") or "upload"
+    encoded = name.encode("utf-8")[:MAX_FILENAME_BYTES]
+    return encoded.decode("utf-8", "ignore") or "upload"
+
+
+def upload_key(prefix: str, owner: str, track_id: str, filename: str) -> str:
+    return f"{prefix}{owner}/{track_id}/{safe_filename(filename)}"
+
+
+@dataclass(frozen=True)
+class UploadKey:
+    owner: str
+    track_id: str
+    filename: str
+
+
+def parse_upload_key(key: str, prefix: str) -> UploadKey | None:
+    """The owner and track an upload key names, or None for a key we never issued."""
+    if not key.startswith(prefix):
+        return None
+    parts = key[len(prefix) :].split("/")
+    if len(parts) != 3:
+        return None
+    owner, track_id, filename = parts
+    if not USER_ID.match(owner) or not TRACK_ID.match(track_id) or not filename:
+        return None
+    return UploadKey(owner, track_id, filename)
+
+
+def media_key(owner: str, track_id: str, artifact: str) -> str:
+    """Key of one artifact of a track in the media bucket, e.g. ``audio/128.mp3``."""
+    return f"tracks/{owner}/{track_id}/{artifact}"

@@ -1,0 +1,264 @@
+"""Every name and limit trackflow runs with, defined once.
+
+The resource bootstrap, the Celery app, the consumer, the API, the CLI and the infra consistency
+tests all read this module; nothing else spells a bucket, queue or table name. Every field can be
+set from the environment as ``TRACKFLOW_<FIELD>`` (``AWS_ENDPOINT_URL`` is honoured as well).
+"""
+
+from __future__ import annotations
+
+import functools
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "AwsTarget",
+    "Lane",
+    "Settings",
+    "WorkerGroup",
+    "get_settings",
+    "resource_names",
+]
+
+
+class AwsTarget(StrEnum):
+    """Where the AWS APIs are served."""
+
+    EMBEDDED = "embedded"  # moto server started by `trackflow up` on the loopback
+    LOCALSTACK = "localstack"  # a LocalStack the user runs
+    AWS = "aws"  # the real thing, credentials from the default chain
+
+
+class WorkerGroup(StrEnum):
+    """Worker groups: each has its own queues, workers and scaling."""
+
+    CPU = "cpu"  # decoding, analysis, encoding, image work
+    IO = "io"  # tags, search, feeds, email: mostly waiting on the network
+
+
+class Lane(StrEnum):
+    """Priority lanes: priority accounts get queues of their own."""
+
+    STANDARD = "standard"
+    PRIORITY = "priority"
+
+
+def resource_names(prefix: str) -> dict[str, str]:
+    """Names of every bucket, queue and table for a name prefix such as ``trackflow-dev``.
+
+    Terraform builds the same names from the same prefix; tests/infra checks that they agree.
+    """
+    names = {
+        "uploads_bucket": f"{prefix}-uploads",
+        "media_bucket": f"{prefix}-media",
+        "events_queue": f"{prefix}-events",
+        "tracks_table": f"{prefix}-tracks",
+        "users_table": f"{prefix}-users",
+        "follows_table": f"{prefix}-follows",
+        "feeds_table": f"{prefix}-feeds",
+        "catalogue_table": f"{prefix}-catalogue",
+        "fingerprints_table": f"{prefix}-fingerprints",
+        "idempotency_table": f"{prefix}-idempotency",
+        "results_table": f"{prefix}-celery-results",
+    }
+    for group in WorkerGroup:
+        for lane in Lane:
+            suffix = "" if lane is Lane.STANDARD else f"-{lane}"
+            names[f"{group}_{lane}_queue"] = f"{prefix}-{group}{suffix}"
+    return names
+
+
+DLQ_SUFFIX = "-dlq"
+
+
+class Settings(BaseSettings):
+    """Configuration of one trackflow deployment (or of one local stack)."""
+
+    model_config = SettingsConfigDict(env_prefix="TRACKFLOW_", frozen=True, extra="ignore")
+
+    # --- where things run -------------------------------------------------------------------
+    env: str = Field("local", pattern=r"^[a-z][a-z0-9-]{0,20}$")
+    aws_target: AwsTarget = AwsTarget.EMBEDDED
+    aws_endpoint_url: str | None = Field(
+        None, validation_alias=AliasChoices("TRACKFLOW_AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL")
+    )
+    region: str = "us-east-1"
+    aws_account_id: str | None = None  # default: the emulator's, or STS's answer on AWS
+    emulator_host: str = "127.0.0.1"
+    emulator_port: int = 4566
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_url: str | None = None  # how users reach the API (links in emails); default: api
+    data_dir: Path = Path(".trackflow")  # local runtime files: lock, secret, search index, cache
+    # Name prefix of every AWS resource; empty means trackflow-<env>.
+    name_prefix: str = ""
+
+    # --- authentication ---------------------------------------------------------------------
+    token_secret: str | None = None  # HMAC secret for bearer tokens; local: generated once
+    token_ttl_s: int = 12 * 3600
+    admin_users: tuple[str, ...] = ("admin",)
+
+    # --- uploads ----------------------------------------------------------------------------
+    uploads_prefix: str = "uploads/"
+    max_upload_bytes: int = 500 * 1024 * 1024
+    presign_expiry_s: int = Field(900, le=900)
+    audio_content_types: tuple[str, ...] = (
+        "audio/mpeg",
+        "audio/mp3",
+        "audio/flac",
+        "audio/x-flac",
+        "audio/wav",
+        "audio/x-wav",
+        "audio/wave",
+        "audio/aiff",
+        "audio/x-aiff",
+        "audio/ogg",
+        "audio/opus",
+        "audio/mp4",
+        "audio/x-m4a",
+        "audio/aac",
+    )
+    originals_retention_days: int = 90
+
+    # --- media ------------------------------------------------------------------------------
+    min_duration_s: float = 1.0
+    max_duration_s: float = 3 * 3600.0
+    artwork_sizes: tuple[int, ...] = (16, 20, 32, 47, 67, 100, 300, 500)
+    artwork_max_pixels: int = 16_800_000  # larger sources are refused (imgproxy's default)
+    artwork_max_bytes: int = 20 * 1024 * 1024
+    rendition_bitrates: tuple[int, ...] = (128, 192, 320)
+    rendition_sample_rate: int = 44_100
+    loudness_target_lufs: float = -14.0
+    true_peak_ceiling_dbtp: float = -1.0
+    lossy_headroom_db: float = 1.5  # the lossless master's true peak stays this far below
+    lossy_loudness_bias_lu: float = 0.2  # ... and its loudness this far above the target
+    mp3_peak_allowance_db: float = 0.2  # MP3 renditions may peak this far over the ceiling
+    silence_threshold_dbfs: float = -60.0
+    waveform_samples_per_pixel: int = 512  # at the renditions' rate: 86 pixels a second
+    waveform_bits: int = Field(8, description="8 or 16")
+    waveform_png_width: int = 1800
+    waveform_png_height: int = 280
+    fingerprint_sample_rate: int = 11_025
+
+    # --- workers and queues -----------------------------------------------------------------
+    cpu_task_time_limit_s: int = 1800
+    io_task_time_limit_s: int = 300
+    events_visibility_timeout_s: int = 60
+    max_receive_count: int = 5
+    step_max_retries: int = 5
+    retry_backoff_max_s: int = 60
+    broker_wait_time_s: int = 10  # SQS long poll
+    cache_max_bytes: int = 10 * 1024**3  # each worker host's local copy of uploads
+    stuck_after_s: int = 3 * 3600  # a track in processing longer than this is stuck
+
+    # --- publishing -------------------------------------------------------------------------
+    email_sender: str = "trackflow@example.com"
+    email_rate_per_s: float = 14.0  # the SES account's send rate
+    search_backend: str = Field("sqlite", pattern="^(sqlite|opensearch)$")
+    opensearch_url: str | None = None
+    feed_fanout_batch: int = 500
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.waveform_bits not in (8, 16):
+            raise ValueError("waveform_bits must be 8 or 16")
+        shortest = min(self.visibility_timeouts[q] for q in self.worker_queues)
+        if self.retry_backoff_max_s >= shortest:
+            # A countdown longer than the visibility timeout runs the task again and again.
+            raise ValueError("retry delays must stay below every worker queue's visibility timeout")
+        return self
+
+    # --- derived ----------------------------------------------------------------------------
+    @property
+    def prefix(self) -> str:
+        return self.name_prefix or f"trackflow-{self.env}"
+
+    @functools.cached_property
+    def names(self) -> dict[str, str]:
+        return resource_names(self.prefix)
+
+    @property
+    def uploads_bucket(self) -> str:
+        return self.names["uploads_bucket"]
+
+    @property
+    def media_bucket(self) -> str:
+        return self.names["media_bucket"]
+
+    @property
+    def events_queue(self) -> str:
+        return self.names["events_queue"]
+
+    def table(self, name: str) -> str:
+        """Table name for ``tracks``, ``users``, ``follows``, ... ."""
+        return self.names[f"{name}_table"]
+
+    def queue(self, group: WorkerGroup, lane: Lane = Lane.STANDARD) -> str:
+        return self.names[f"{group}_{lane}_queue"]
+
+    @property
+    def worker_queues(self) -> list[str]:
+        return [self.queue(group, lane) for group in WorkerGroup for lane in Lane]
+
+    @property
+    def all_queues(self) -> list[str]:
+        """Every queue with a dead-letter queue of its own."""
+        return [self.events_queue, *self.worker_queues]
+
+    def task_time_limit(self, group: WorkerGroup) -> int:
+        """Hard time limit of every task in a worker group."""
+        return {
+            WorkerGroup.CPU: self.cpu_task_time_limit_s,
+            WorkerGroup.IO: self.io_task_time_limit_s,
+        }[group]
+
+    @property
+    def visibility_timeouts(self) -> dict[str, int]:
+        """Per queue: longer than the hard limit of every task on it, so no task runs twice."""
+        timeouts = {self.events_queue: self.events_visibility_timeout_s}
+        for group in WorkerGroup:
+            for lane in Lane:
+                timeouts[self.queue(group, lane)] = self.task_time_limit(group) + 60
+        return timeouts
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """The AWS endpoint, or None for real AWS."""
+        if self.aws_endpoint_url:
+            return self.aws_endpoint_url
+        if self.aws_target is AwsTarget.EMBEDDED:
+            return f"http://{self.emulator_host}:{self.emulator_port}"
+        if self.aws_target is AwsTarget.LOCALSTACK:
+            from localstack_client.config import get_service_endpoint
+
+            return get_service_endpoint("s3")
+        return None
+
+    @functools.cached_property
+    def account_id(self) -> str:
+        if self.aws_account_id:
+            return self.aws_account_id
+        if self.aws_target is AwsTarget.EMBEDDED:
+            return "123456789012"  # moto's
+        if self.aws_target is AwsTarget.LOCALSTACK:
+            return "000000000000"  # LocalStack's
+        from trackflow.aws import client
+
+        return client("sts", self).get_caller_identity()["Account"]
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def link_base(self) -> str:
+        return (self.public_url or self.api_url).rstrip("/")
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The settings of this process, read from the environment once."""
+    return Settings()

@@ -1,0 +1,279 @@
+"""One DynamoDB item per track: its status, steps, results and outputs.
+
+Every change is a single conditional UpdateItem, so that two workers (a redelivered message, a
+duplicate event) can never move a track backwards or start it twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from trackflow.state.dynamo import Update, from_item, is_condition_failure, now_iso, to_item
+from trackflow.track import ACTIVE, TERMINAL, Status, StepStatus
+
+__all__ = ["BY_OWNER_INDEX", "BY_STATUS_INDEX", "StepStart", "TrackStore"]
+
+BY_OWNER_INDEX = "by_owner"
+BY_STATUS_INDEX = "by_status"
+
+
+class StepStart(StrEnum):
+    RUN = "run"  # the step is ours to run
+    DONE = "done"  # it already succeeded (a redelivered message)
+    SKIP = "skip"  # the track is no longer in a state where this step runs
+
+
+@dataclass(frozen=True)
+class Begun:
+    outcome: StepStart
+    track: dict[str, Any]
+
+
+class TrackStore:
+    """Track records in the tracks table."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self._db = dynamodb
+        self._table = table
+
+    # --- reading ------------------------------------------------------------------------------
+    def get(self, track_id: str) -> dict[str, Any] | None:
+        response = self._db.get_item(
+            TableName=self._table, Key=to_item({"track_id": track_id}), ConsistentRead=True
+        )
+        return from_item(response["Item"]) if "Item" in response else None
+
+    def list_for_owner(
+        self, owner: str, limit: int = 50, cursor: Mapping[str, Any] | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """The owner's tracks, newest first, and the cursor of the next page."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": BY_OWNER_INDEX,
+            "KeyConditionExpression": "#o = :o",
+            "ExpressionAttributeNames": {"#o": "owner"},
+            "ExpressionAttributeValues": to_item({":o": owner}),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            kwargs["ExclusiveStartKey"] = to_item(cursor)
+        response = self._db.query(**kwargs)
+        items = [from_item(i) for i in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return items, from_item(last) if last else None
+
+    def list_by_status(
+        self, status: Status, updated_before: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Tracks in one status, oldest update first (the sweeper's view)."""
+        condition = "#s = :s"
+        values: dict[str, Any] = {":s": str(status)}
+        if updated_before:
+            condition += " AND #u < :u"
+            values[":u"] = updated_before
+        response = self._db.query(
+            TableName=self._table,
+            IndexName=BY_STATUS_INDEX,
+            KeyConditionExpression=condition,
+            ExpressionAttributeNames={"#s": "status", "#u": "updated_at"}
+            if updated_before
+            else {"#s": "status"},
+            ExpressionAttributeValues=to_item(values),
+            Limit=limit,
+        )
+        return [from_item(i) for i in response.get("Items", [])]
+
+    # --- writing ------------------------------------------------------------------------------
+    def create(self, item: Mapping[str, Any]) -> None:
+        self._db.put_item(
+            TableName=self._table,
+            Item=to_item(item),
+            ConditionExpression="attribute_not_exists(track_id)",
+        )
+
+    def _update(self, track_id: str, update: Update) -> dict[str, Any] | None:
+        """Apply ``update``; None if its condition failed."""
+        try:
+            response = self._db.update_item(
+                TableName=self._table,
+                Key=to_item({"track_id": track_id}),
+                ReturnValues="ALL_NEW",
+                **update.kwargs(),
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return None
+            raise
+        return from_item(response["Attributes"])
+
+    def transition(
+        self,
+        track_id: str,
+        to: Status,
+        *,
+        allowed_from: Iterable[Status],
+        fields: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """Move the track to ``to`` only from one of ``allowed_from``; None if it was elsewhere."""
+        u = Update()
+        now = now_iso()
+        allowed = ", ".join(u.value(str(s)) for s in allowed_from)
+        u.where(f"{u.path('status')} IN ({allowed})")
+        u.set("status", str(to)).set("updated_at", now)
+        if to in TERMINAL:
+            u.set("finished_at", now)
+        for name, value in (fields or {}).items():
+            u.set(name, value)
+        return self._update(track_id, u)
+
+    def mark_launched(self, track_id: str, workflow_id: str) -> None:
+        u = Update().set("launch", {"workflow_id": workflow_id, "at": now_iso()})
+        self._update(track_id, u)
+
+    def begin_step(
+        self, track_id: str, step: str, *, runs_when: Iterable[Status] = ACTIVE
+    ) -> Begun:
+        """Claim ``step`` for a run if the track is in one of ``runs_when`` and the step has not
+        succeeded yet."""
+        u = Update()
+        now = now_iso()
+        states = ", ".join(u.value(str(s)) for s in runs_when)
+        u.where(f"{u.path('status')} IN ({states})")
+        u.where(f"{u.path('steps', step, 'status')} <> {u.value(str(StepStatus.SUCCEEDED))}")
+        u.set(("steps", step, "status"), str(StepStatus.RUNNING))
+        u.set(("steps", step, "started_at"), now)
+        u.increment(("steps", step, "attempts"))
+        u.remove(("steps", step, "finished_at"))
+        u.set("updated_at", now)
+        track = self._update(track_id, u)
+        if track is not None:
+            if track["status"] == Status.QUEUED:
+                track = self.transition(
+                    track_id, Status.PROCESSING, allowed_from=[Status.QUEUED]
+                ) or self.get(track_id)
+            return Begun(StepStart.RUN, track)
+        track = self.get(track_id)
+        if track is None:
+            raise LookupError(f"no track {track_id}")
+        if track["steps"][step]["status"] == StepStatus.SUCCEEDED:
+            return Begun(StepStart.DONE, track)
+        return Begun(StepStart.SKIP, track)
+
+    def finish_step(
+        self,
+        track_id: str,
+        step: str,
+        *,
+        started_at: str,
+        fields: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Record the step's success with its results, in one write."""
+        u = Update()
+        now = now_iso()
+        u.set(("steps", step, "status"), str(StepStatus.SUCCEEDED))
+        u.set(("steps", step, "finished_at"), now)
+        u.set(("steps", step, "duration_s"), _seconds_between(started_at, now))
+        u.remove(("steps", step, "error"))
+        for name, uri in (outputs or {}).items():
+            u.set(("outputs", name), uri)
+        for name, value in (fields or {}).items():
+            u.set(name, value)
+        u.set("updated_at", now)
+        track = self._update(track_id, u)
+        assert track is not None  # unconditional
+        return track
+
+    def end_step(
+        self, track_id: str, step: str, status: StepStatus, error: Mapping[str, Any] | None = None
+    ) -> None:
+        """Record a step as failed or skipped (or note the error of an attempt still retrying)."""
+        u = Update()
+        now = now_iso()
+        u.set(("steps", step, "status"), str(status))
+        if status is not StepStatus.RUNNING:
+            u.set(("steps", step, "finished_at"), now)
+        if error:
+            u.set(("steps", step, "error"), dict(error))
+        u.set("updated_at", now)
+        self._update(track_id, u)
+
+    def fail(
+        self, track_id: str, error: Mapping[str, Any], *, step: str | None = None
+    ) -> dict[str, Any] | None:
+        """End the track as failed (unless it already ended); steps not yet run become skipped."""
+        track = self.transition(
+            track_id,
+            Status.FAILED,
+            allowed_from=[Status.AWAITING_UPLOAD, *ACTIVE, Status.HELD_FOR_REVIEW],
+            fields={"error": {**error, **({"step": step} if step else {})}},
+        )
+        if track is None:
+            return None
+        if step:
+            self.end_step(track_id, step, StepStatus.FAILED, error)
+        self.skip_pending(track)
+        return self.get(track_id)
+
+    def skip_pending(self, track: Mapping[str, Any]) -> None:
+        pending = [
+            name
+            for name, state in track.get("steps", {}).items()
+            if state.get("status") == StepStatus.PENDING
+        ]
+        if not pending:
+            return
+        u = Update()
+        for name in pending:
+            u.set(("steps", name, "status"), str(StepStatus.SKIPPED))
+        # Only steps still pending: a step that started meanwhile records its own end.
+        for name in pending:
+            u.where(f"{u.path('steps', name, 'status')} = {u.value(str(StepStatus.PENDING))}")
+        if self._update(track["track_id"], u) is None:
+            fresh = self.get(track["track_id"])
+            if fresh:
+                self.skip_pending(fresh)
+
+    # --- notifications: at most one email per outcome ---------------------------------------
+    def claim_notification(self, track_id: str, outcome: str, lease_s: int) -> str:
+        """Claim the right to send ``outcome``'s email: 'claimed', 'sent' or 'busy'.
+
+        A claim whose lease ran out (its sender died before confirming) can be taken again.
+        """
+        now = time.time()
+        u = Update()
+        entry = u.path("notifications", outcome)
+        u.where(
+            f"attribute_not_exists({entry}) OR "
+            f"({u.path('notifications', outcome, 'state')} = {u.value('sending')} AND "
+            f"{u.path('notifications', outcome, 'lease_until')} < {u.value(now)})"
+        )
+        u.set(("notifications", outcome), {"state": "sending", "lease_until": now + lease_s})
+        if self._update(track_id, u) is not None:
+            return "claimed"
+        track = self.get(track_id) or {}
+        state = track.get("notifications", {}).get(outcome, {}).get("state")
+        return "sent" if state in ("sent", "suppressed") else "busy"
+
+    def release_notification(self, track_id: str, outcome: str) -> None:
+        """Give a claim back unused (sending must wait), so that the next try can take it."""
+        u = Update().remove(("notifications", outcome))
+        u.where(f"{u.path('notifications', outcome, 'state')} = {u.value('sending')}")
+        self._update(track_id, u)
+
+    def confirm_notification(self, track_id: str, outcome: str, record: Mapping[str, Any]) -> None:
+        self._update(track_id, Update().set(("notifications", outcome), dict(record)))
+
+
+def _seconds_between(start_iso: str, end_iso: str) -> float:
+    start = datetime.fromisoformat(start_iso.replace("Z", "+00:00"))
+    end = datetime.fromisoformat(end_iso.replace("Z", "+00:00"))
+    return round((end - start).total_seconds(), 3)

@@ -1,0 +1,105 @@
+"""The track: its statuses, the steps of its workflow and the record users see. Pure data.
+
+The workflow's shape lives in ``trackflow.tasks.workflow``; this module knows only which steps
+exist, which worker group runs each and how much of the work each represents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from trackflow.settings import WorkerGroup
+
+__all__ = [
+    "ACTIVE",
+    "STEPS",
+    "STEP_NAMES",
+    "TERMINAL",
+    "Status",
+    "StepSpec",
+    "StepStatus",
+    "progress",
+    "public_record",
+]
+
+
+class Status(StrEnum):
+    AWAITING_UPLOAD = "awaiting_upload"
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    HELD_FOR_REVIEW = "held_for_review"
+    PUBLISHED = "published"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+TERMINAL = frozenset({Status.PUBLISHED, Status.REJECTED, Status.FAILED})
+ACTIVE = frozenset({Status.QUEUED, Status.PROCESSING})
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+STEP_DONE = frozenset({StepStatus.SUCCEEDED, StepStatus.SKIPPED, StepStatus.FAILED})
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    name: str
+    group: WorkerGroup
+    weight: int  # share of a typical track's processing time, for progress
+
+
+STEPS: tuple[StepSpec, ...] = (
+    StepSpec("extract_metadata", WorkerGroup.IO, 2),
+    StepSpec("resize_artwork", WorkerGroup.CPU, 4),
+    StepSpec("analyse_waveform", WorkerGroup.CPU, 8),
+    StepSpec("normalise_audio", WorkerGroup.CPU, 12),
+    StepSpec("check_copyright", WorkerGroup.CPU, 8),
+    StepSpec("transcode_128", WorkerGroup.CPU, 18),
+    StepSpec("transcode_192", WorkerGroup.CPU, 20),
+    StepSpec("transcode_320", WorkerGroup.CPU, 20),
+    StepSpec("index_track", WorkerGroup.IO, 2),
+    StepSpec("publish_feed", WorkerGroup.IO, 3),
+    StepSpec("notify_uploader", WorkerGroup.IO, 3),
+)
+STEP_NAMES: tuple[str, ...] = tuple(step.name for step in STEPS)
+STEP_BY_NAME: Mapping[str, StepSpec] = {step.name: step for step in STEPS}
+TRANSCODE_STEPS: tuple[str, ...] = ("transcode_128", "transcode_192", "transcode_320")
+PUBLISH_STEPS: tuple[str, ...] = ("index_track", "publish_feed", "notify_uploader")
+
+
+def progress(status: str, steps: Mapping[str, Mapping[str, Any]]) -> int:
+    """0-100: the weighted share of steps finished; 100 once the track is terminal."""
+    if status in TERMINAL:
+        return 100
+    total = sum(step.weight for step in STEPS)
+    done = sum(step.weight for step in STEPS if steps.get(step.name, {}).get("status") in STEP_DONE)
+    return min(99, round(100 * done / total))
+
+
+# Fields of the stored item that are bookkeeping, not for users.
+_PRIVATE_FIELDS = frozenset({"upload", "launch", "version"})
+
+
+def public_record(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The track record as the API and the CLI show it."""
+    record = {k: v for k, v in item.items() if k not in _PRIVATE_FIELDS}
+    record["progress"] = progress(item["status"], item.get("steps", {}))
+    record["steps"] = {
+        name: item.get("steps", {}).get(name, {"status": StepStatus.PENDING, "attempts": 0})
+        for name in STEP_NAMES
+    }
+    return record
+
+
+def initial_steps() -> dict[str, dict[str, Any]]:
+    return {name: {"status": str(StepStatus.PENDING), "attempts": 0} for name in STEP_NAMES}
