@@ -44,6 +44,13 @@ def _require(mapping: Any, *path: str) -> Any:
     return value
 
 
+def _require_object(mapping: Any, *path: str) -> Mapping[str, Any]:
+    value = _require(mapping, *path)
+    if not isinstance(value, Mapping):
+        raise PoisonMessage(f"{'.'.join(path)} is not an object")
+    return value
+
+
 def _from_s3_record(record: Mapping[str, Any]) -> ObjectCreated | None:
     version = str(record.get("eventVersion", ""))
     if version.split(".")[0] != SUPPORTED_MAJOR_VERSION:
@@ -53,8 +60,8 @@ def _from_s3_record(record: Mapping[str, Any]) -> ObjectCreated | None:
     name = str(_require(record, "eventName"))
     if not name.startswith("ObjectCreated:"):
         return None  # removals and restores are not uploads
-    s3 = _require(record, "s3")
-    obj = _require(s3, "object")
+    s3 = _require_object(record, "s3")
+    obj = _require_object(s3, "object")
     size = obj.get("size", 0)
     if not isinstance(size, int) or size < 0:
         raise PoisonMessage("object size is not a non-negative integer")
@@ -77,7 +84,8 @@ def _from_s3_record(record: Mapping[str, Any]) -> ObjectCreated | None:
 def _from_eventbridge(body: Mapping[str, Any]) -> list[ObjectCreated]:
     if body.get("detail-type") != "Object Created":
         return []
-    detail = _require(body, "detail")
+    detail = _require_object(body, "detail")
+    _require_object(detail, "object")
     key = _require(detail, "object", "key")
     bucket = _require(detail, "bucket", "name")
     size = detail["object"].get("size", 0)

@@ -153,13 +153,11 @@ def _render(
             square = _centre_square(_upright_srgb(image, largest))
     except ArtworkRefused as exc:
         return ArtworkResult(status="refused", reason=str(exc))
-    except (
-        OSError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return ArtworkResult(
+            status="refused", reason=f"the picture is over the megapixel limit: {exc}"
+        )
+    except (OSError, ValueError, SyntaxError) as exc:
         return ArtworkResult(status="refused", reason=f"the picture is damaged: {exc}")
     side = square.size[0]
     source["crop_side"] = side

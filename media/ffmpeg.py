@@ -9,6 +9,7 @@ Decoding happens in a child process: a decoder crash ends ffmpeg, never the work
 from __future__ import annotations
 
 import functools
+import math
 import re
 import subprocess
 import threading
@@ -22,6 +23,7 @@ from trackflow.errors import InputRejected, TrackflowError
 
 __all__ = [
     "FfmpegFailed",
+    "FfmpegResult",
     "LoudnessStats",
     "decode_args",
     "ffmpeg_exe",
@@ -61,14 +63,19 @@ def _base_args(loglevel: str = "error") -> list[str]:
     return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel]
 
 
-def run(args: Sequence[str], *, timeout: float, loglevel: str = "error") -> str:
-    """Run ffmpeg with ``args``; return its stderr. Raises FfmpegFailed on a non-zero exit."""
+@dataclass(frozen=True)
+class FfmpegResult:
+    stderr: str  # filter reports (ebur128) and warnings
+    out_time_s: float  # how much media the last output received, from ffmpeg's progress report
+
+
+def run(args: Sequence[str], *, timeout: float, loglevel: str = "error") -> FfmpegResult:
+    """Run ffmpeg with ``args``. Raises FfmpegFailed on a non-zero exit or a timeout."""
     try:
         done = subprocess.run(
-            [*_base_args(loglevel), *args],
+            [*_base_args(loglevel), "-progress", "pipe:1", *args],
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             timeout=timeout,
             check=False,
         )
@@ -77,7 +84,8 @@ def run(args: Sequence[str], *, timeout: float, loglevel: str = "error") -> str:
     stderr = done.stderr.decode("utf-8", "replace")
     if done.returncode != 0:
         raise FfmpegFailed(f"ffmpeg exited with {done.returncode}: {_tail(stderr)}")
-    return stderr
+    times = re.findall(r"^out_time_us=(\d+)$", done.stdout.decode("ascii", "replace"), re.M)
+    return FfmpegResult(stderr, int(times[-1]) / 1e6 if times else 0.0)
 
 
 def _tail(text: str, lines: int = 5) -> str:
@@ -162,12 +170,25 @@ class LoudnessStats:
     range_lu: float
     true_peak_dbtp: float
 
-    def as_record(self) -> dict[str, float]:
+    def as_record(self) -> dict[str, float | None]:
+        """Plain values; silence measures -inf, which JSON and DynamoDB cannot hold: None."""
         return {
-            "integrated_lufs": self.integrated_lufs,
-            "range_lu": self.range_lu,
-            "true_peak_dbtp": self.true_peak_dbtp,
+            name: value if math.isfinite(value) else None
+            for name, value in (
+                ("integrated_lufs", self.integrated_lufs),
+                ("range_lu", self.range_lu),
+                ("true_peak_dbtp", self.true_peak_dbtp),
+            )
         }
+
+    @classmethod
+    def from_record(cls, record: dict[str, float | None]) -> LoudnessStats:
+        return cls(
+            *(
+                float("-inf") if record.get(name) is None else float(record[name])
+                for name in ("integrated_lufs", "range_lu", "true_peak_dbtp")
+            )
+        )
 
 
 _SUMMARY = re.compile(

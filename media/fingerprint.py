@@ -171,8 +171,8 @@ Postings = Callable[[np.ndarray], Mapping[int, tuple[np.ndarray, np.ndarray]]]
 @dataclass(frozen=True)
 class MatchPolicy:
     window_s: float = 10.0  # aligned hashes are counted in sliding windows of this length
-    confident: int = 40  # aligned hashes in one window for a confident match
-    weak: int = 15  # ... for a match worth a human's look
+    confident: int = 20  # aligned hashes in one window for a confident match
+    weak: int = 10  # ... for a match worth a human's look
     tolerance_frames: int = 1  # offsets this close count as one (frame jitter)
     gap_s: float = 3.0  # aligned hashes further apart than this start a new matched region
 
@@ -251,13 +251,13 @@ def _best_alignments(
         score, start = _densest_window(q, window)
         if score < policy.weak:
             continue
-        matched = _matched_frames(q, round(policy.gap_s / FRAME_SECONDS))
+        first, last = _region(q, start, round(policy.gap_s / FRAME_SECONDS))
         match = Match(
             work=work,
             score=score,
-            upload_offset_s=round(float(q[start]) * FRAME_SECONDS, 2),
-            work_offset_s=round(float(q[start] + centre) * FRAME_SECONDS, 2),
-            matched_s=round(matched * FRAME_SECONDS, 1),
+            upload_offset_s=round(float(q[first]) * FRAME_SECONDS, 2),
+            work_offset_s=round(float(q[first] + centre) * FRAME_SECONDS, 2),
+            matched_s=round(float(q[last] - q[first]) * FRAME_SECONDS, 1),
             confidence=round(min(1.0, score / policy.confident), 3),
         )
         if work not in best or match.score > best[work].score:
@@ -273,9 +273,10 @@ def _densest_window(times: np.ndarray, window: int) -> tuple[int, int]:
     return int(counts[best]), best
 
 
-def _matched_frames(times: np.ndarray, gap: int) -> int:
-    """Frames covered by runs of aligned anchors no further apart than ``gap``."""
-    if len(times) < 2:
-        return 0
-    steps = np.diff(times)
-    return int(steps[steps <= gap].sum())
+def _region(times: np.ndarray, start: int, gap: int) -> tuple[int, int]:
+    """First and last index of the run of aligned anchors (no gap over ``gap`` frames) that
+    holds index ``start``: where the matched passage begins and ends in the upload."""
+    breaks = np.flatnonzero(np.diff(times) > gap)  # a run ends at each break
+    first = int(breaks[breaks < start][-1] + 1) if (breaks < start).any() else 0
+    last = int(breaks[breaks >= start][0]) if (breaks >= start).any() else len(times) - 1
+    return first, last

@@ -73,7 +73,7 @@ def _render(
 ) -> ffmpeg.LoudnessStats:
     """Apply ``graph`` and write 24-bit FLAC; returns the output's loudness."""
     partial = out_path.with_suffix(".partial.flac")
-    stderr = ffmpeg.run(
+    result = ffmpeg.run(
         [
             *ffmpeg.input_args(path, info.demuxer),
             "-filter_complex",
@@ -97,7 +97,7 @@ def _render(
         loglevel="info",
     )
     partial.replace(out_path)  # the output appears whole or not at all
-    return ffmpeg.parse_ebur128_summary(stderr)
+    return ffmpeg.parse_ebur128_summary(result.stderr)
 
 
 def normalise(

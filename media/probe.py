@@ -206,7 +206,9 @@ def _sniff_ogg(head: bytes) -> str | None:
 def _codec(family: str, audio: mutagen.FileType) -> str:
     info = audio.info
     if family == "mp4":
-        codec = _MP4_CODECS.get(getattr(info, "codec", ""))
+        if not getattr(info, "codec", "") or not getattr(info, "channels", 0):
+            raise InputRejected("the file has no audio stream", code=NO_AUDIO)
+        codec = _MP4_CODECS.get(info.codec)
         if codec is None:
             raise InputRejected(
                 f"the MP4 file holds {getattr(info, 'codec', 'an unknown codec')}, not AAC or ALAC",
@@ -246,7 +248,8 @@ def inspect_audio(path: Path, limits: GateLimits | None = None) -> AudioInfo:
         raise InputRejected(f"the {family} data is damaged: {exc}", code=CORRUPT) from exc
     info = audio.info
     channels = int(getattr(info, "channels", 0) or 0)
-    sample_rate = int(getattr(info, "sample_rate", 0) or 0)
+    # Opus always decodes at 48 kHz; its header does not say so.
+    sample_rate = int(getattr(info, "sample_rate", 0) or (48_000 if family == "ogg-opus" else 0))
     duration = float(getattr(info, "length", 0.0) or 0.0)
     result = AudioInfo(
         format=family.split("-")[0],

@@ -8,6 +8,7 @@ and stop, chords that change, drums with noise in them, and stereo.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,7 +130,9 @@ class SampleTrack:
 
 def write_track(sample: SampleTrack, path: Path, *, bitrate: str = "192k") -> Path:
     """Write ``sample`` as a tagged MP3 with embedded front cover (pydub drives ffmpeg)."""
-    from pydub import AudioSegment
+    with warnings.catch_warnings():  # pydub looks for ffmpeg on PATH at import; we give it ours
+        warnings.simplefilter("ignore", RuntimeWarning)
+        from pydub import AudioSegment
 
     AudioSegment.converter = ffmpeg.ffmpeg_exe()
     pcm = synthesise(sample.seconds, sample.seed)

@@ -41,15 +41,8 @@ _TEXT_FRAMES = {
 }
 
 
-def _encode(
-    source: Path,
-    out_path: Path,
-    *,
-    bitrate_kbps: int,
-    sample_rate: int,
-    limit_dbtp: float | None,
-    timeout: float,
-) -> None:
+def _encode(source: Path, out_path: Path, *, bitrate_kbps: int, sample_rate: int,
+            joint_stereo: bool, limit_dbtp: float | None, timeout: float) -> None:  # fmt: skip
     chain = f"aresample={sample_rate}:resampler=soxr"
     if limit_dbtp is not None:
         chain = (
@@ -60,50 +53,24 @@ def _encode(
     ffmpeg.run(
         [
             *ffmpeg.input_args(source, "flac"),
-            "-map",
-            "0:a:0",
-            "-map_metadata",
-            "-1",
-            "-af",
-            chain,
-            "-c:a",
-            "libmp3lame",
-            "-b:a",
-            f"{bitrate_kbps}k",
-            "-ar",
-            str(sample_rate),
-            "-write_xing",
-            "1",
-            "-id3v2_version",
-            "0",
-            "-write_id3v1",
-            "0",
-            "-f",
-            "mp3",
-            "-y",
-            str(out_path),
+            "-map", "0:a:0", "-map_metadata", "-1", "-af", chain,
+            "-c:a", "libmp3lame", "-b:a", f"{bitrate_kbps}k", "-ar", str(sample_rate),
+            "-joint_stereo", "1" if joint_stereo else "0",
+            "-write_xing", "1", "-id3v2_version", "0", "-write_id3v1", "0",
+            "-f", "mp3", "-y", str(out_path),
         ],
         timeout=timeout,
-    )
+    )  # fmt: skip
 
 
-def measure(path: Path, demuxer: str, timeout: float) -> ffmpeg.LoudnessStats:
-    """Loudness and true peak of a file as a player decodes it."""
-    stderr = ffmpeg.run(
-        [
-            *ffmpeg.input_args(path, demuxer),
-            "-map",
-            "0:a:0",
-            "-af",
-            "ebur128=peak=true:framelog=quiet",
-            "-f",
-            "null",
-            "-",
-        ],
-        timeout=timeout,
-        loglevel="info",
-    )
-    return ffmpeg.parse_ebur128_summary(stderr)
+def measure(path: Path, demuxer: str, timeout: float) -> tuple[ffmpeg.LoudnessStats, float]:
+    """Loudness, true peak and duration of a file as a player decodes it."""
+    result = ffmpeg.run(
+        [*ffmpeg.input_args(path, demuxer), "-map", "0:a:0",
+         "-af", "ebur128=peak=true:framelog=quiet", "-f", "null", "-"],
+        timeout=timeout, loglevel="info",
+    )  # fmt: skip
+    return ffmpeg.parse_ebur128_summary(result.stderr), result.out_time_s
 
 
 def encode_mp3(
@@ -115,43 +82,43 @@ def encode_mp3(
     source_peak_dbtp: float,
     max_peak_dbtp: float,
     timeout: float,
-    attempts: int = 3,
 ) -> dict[str, Any]:
     """Encode the normalised FLAC ``source`` to a CBR MP3 whose true peak, as decoded, is at most
-    ``max_peak_dbtp``. Lossy encoding adds peaks that cannot be predicted, so the result is
-    measured; where it overshoots, it is encoded again behind a limiter lowered by the overshoot.
-    The file appears at ``out_path`` only when complete.
+    ``max_peak_dbtp``.
+
+    Lossy encoding adds peaks that cannot be predicted, so the result is measured. Most of the
+    overshoot seen on noisy material comes from joint (mid/side) stereo coding, so a rendition
+    that overshoots is encoded again as plain stereo, which keeps its loudness; only if that
+    still overshoots does a limiter, lowered by the overshoot, hold the peaks down. The file
+    appears at ``out_path`` only when complete.
     """
     partial = out_path.with_suffix(".partial.mp3")
-    limit: float | None = None
-    for attempt in range(1, attempts + 1):
-        _encode(
-            source,
-            partial,
-            bitrate_kbps=bitrate_kbps,
-            sample_rate=sample_rate,
-            limit_dbtp=limit,
-            timeout=timeout,
-        )
-        loudness = measure(partial, "mp3", timeout)
+    joint_stereo, limit = True, None
+    for encodes in range(1, 4):
+        _encode(source, partial, bitrate_kbps=bitrate_kbps, sample_rate=sample_rate,
+                joint_stereo=joint_stereo, limit_dbtp=limit, timeout=timeout)  # fmt: skip
+        loudness, duration = measure(partial, "mp3", timeout)
         overshoot = loudness.true_peak_dbtp - max_peak_dbtp
-        if overshoot <= 0 or attempt == attempts:
+        if overshoot <= 0 or encodes == 3:
             break
-        limit = min(limit if limit is not None else source_peak_dbtp, source_peak_dbtp) - (
-            overshoot + 0.2
-        )
+        if joint_stereo:
+            joint_stereo = False
+        else:
+            limit = min(source_peak_dbtp, limit if limit is not None else source_peak_dbtp) - (
+                overshoot + 0.2
+            )
     info = MP3(partial).info
     partial.replace(out_path)
     return {
         "bitrate_kbps": bitrate_kbps,
-        "duration_s": round(info.length, 4),
+        "duration_s": round(duration, 4),  # as decoded: the gapless header honoured
         "sample_rate": info.sample_rate,
         "channels": info.channels,
         "bytes": out_path.stat().st_size,
-        "encoder": info.encoder_info or None,
+        "stereo": "joint" if joint_stereo else "plain",
         "loudness": loudness.as_record(),
         "limited_dbtp": round(limit, 2) if limit is not None else None,
-        "encodes": attempt,
+        "encodes": encodes,
     }
 
 

@@ -125,7 +125,7 @@ def normalise_audio(ctx: StepContext) -> StepResult:
     result = loudness.normalise(
         ctx.original(),
         ctx.gate(),
-        LoudnessStats(**ctx.track["loudness"]["input"]),
+        LoudnessStats.from_record(ctx.track["loudness"]["input"]),
         out,
         target_lufs=s.loudness_target_lufs,
         ceiling_dbtp=s.true_peak_ceiling_dbtp,

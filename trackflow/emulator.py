@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -67,7 +68,18 @@ def wait_until_serving(url: str, timeout_s: float = 30) -> None:
             time.sleep(0.1)
 
 
-def sent_emails(url: str) -> list[dict[str, Any]]:
-    """Messages the emulator's SES accepted (moto keeps them instead of delivering them)."""
-    with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=10) as response:
-        return list(json.load(response).get("ses", {}).get("Message", []))
+def sent_emails(url: str, attempts: int = 5) -> list[dict[str, Any]]:
+    """Messages the emulator's SES accepted (moto keeps them instead of delivering them).
+
+    moto builds this dump by walking live state, which can change under it (it answers 500):
+    ask again.
+    """
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=10) as response:
+                return list(json.load(response).get("ses", {}).get("Message", []))
+        except urllib.error.HTTPError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+    return []

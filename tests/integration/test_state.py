@@ -1,0 +1,179 @@
+"""State on the emulator: the resources, track transitions, catalogue, follows, feeds and the
+shared send rate."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from trackflow import aws
+from trackflow.bootstrap import bootstrap
+from trackflow.settings import DLQ_SUFFIX, Settings
+from trackflow.state.catalogue import Catalogue
+from trackflow.state.ratelimit import RateLimiter
+from trackflow.state.social import SocialStore
+from trackflow.state.tracks import StepStart, TrackStore
+from trackflow.track import Status, StepStatus, initial_steps
+
+pytestmark = pytest.mark.usefixtures("emulator")
+
+
+def test_bootstrap_is_idempotent_and_makes_what_settings_name(settings: Settings):
+    bootstrap(settings)  # a second run changes nothing and fails on nothing
+    sqs = aws.client("sqs", settings)
+    for queue in settings.all_queues:
+        url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        redrive = json.loads(attributes["RedrivePolicy"])
+        assert redrive["deadLetterTargetArn"].endswith(queue + DLQ_SUFFIX)
+        assert int(redrive["maxReceiveCount"]) == settings.max_receive_count
+        assert int(attributes["VisibilityTimeout"]) == settings.visibility_timeouts[queue]
+    s3 = aws.client("s3", settings)
+    for bucket in (settings.uploads_bucket, settings.media_bucket):
+        block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+        assert all(block.values())
+        assert s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
+    notification = s3.get_bucket_notification_configuration(Bucket=settings.uploads_bucket)
+    [config] = notification["QueueConfigurations"]
+    assert config["Events"] == ["s3:ObjectCreated:*"]
+
+
+def _track(store: TrackStore, owner: str = "alice") -> str:
+    track_id = uuid.uuid4().hex
+    store.create(
+        {
+            "track_id": track_id,
+            "owner": owner,
+            "status": "queued",
+            "steps": initial_steps(),
+            "outputs": {},
+            "notifications": {},
+            "renditions": {},
+            "created_at": "2026-01-01T00:00:00.000Z",
+            "updated_at": "x",
+        }
+    )
+    return track_id
+
+
+@pytest.fixture
+def tracks(settings: Settings) -> TrackStore:
+    return TrackStore(aws.client("dynamodb", settings), settings.table("tracks"))
+
+
+def test_a_step_runs_once_and_a_redelivery_finds_it_done(tracks: TrackStore):
+    track_id = _track(tracks)
+    begun = tracks.begin_step(track_id, "extract_metadata")
+    assert begun.outcome is StepStart.RUN and begun.track["status"] == Status.PROCESSING
+    done = tracks.finish_step(
+        track_id,
+        "extract_metadata",
+        started_at=begun.track["steps"]["extract_metadata"]["started_at"],
+        fields={"metadata": {"tags": {"title": "x"}}},
+        outputs={"a/b.json": "s3://m/a/b.json"},
+    )
+    assert done["steps"]["extract_metadata"]["status"] == StepStatus.SUCCEEDED
+    assert done["outputs"]["a/b.json"] == "s3://m/a/b.json"
+    assert tracks.begin_step(track_id, "extract_metadata").outcome is StepStart.DONE
+
+
+def test_failure_ends_the_track_once_and_skips_what_never_ran(tracks: TrackStore):
+    track_id = _track(tracks)
+    tracks.begin_step(track_id, "analyse_waveform")
+    failed = tracks.fail(
+        track_id, {"code": "corrupt_audio", "message": "m"}, step="analyse_waveform"
+    )
+    assert failed["status"] == Status.FAILED and failed["error"]["step"] == "analyse_waveform"
+    assert failed["steps"]["transcode_128"]["status"] == StepStatus.SKIPPED
+    assert failed["steps"]["analyse_waveform"]["status"] == StepStatus.FAILED
+    assert tracks.fail(track_id, {"code": "other", "message": "m"}) is None  # already ended
+    assert tracks.begin_step(track_id, "transcode_128").outcome is StepStart.SKIP
+    notify = tracks.begin_step(
+        track_id, "notify_uploader", runs_when=[Status.FAILED, Status.REJECTED]
+    )
+    assert notify.outcome is StepStart.RUN
+
+
+def test_transitions_only_move_forward(tracks: TrackStore):
+    track_id = _track(tracks)
+    assert tracks.transition(track_id, Status.REJECTED, allowed_from=[Status.QUEUED])
+    assert tracks.transition(track_id, Status.PUBLISHED, allowed_from=[Status.PROCESSING]) is None
+
+
+def test_one_email_claim_per_outcome(tracks: TrackStore):
+    track_id = _track(tracks)
+    assert tracks.claim_notification(track_id, "published", lease_s=60) == "claimed"
+    assert tracks.claim_notification(track_id, "published", lease_s=60) == "busy"
+    tracks.confirm_notification(track_id, "published", {"state": "sent"})
+    assert tracks.claim_notification(track_id, "published", lease_s=60) == "sent"
+    other = _track(tracks)
+    assert tracks.claim_notification(other, "failed", lease_s=-1) == "claimed"
+    assert tracks.claim_notification(other, "failed", lease_s=60) == "claimed"  # lease ran out
+
+
+def test_catalogue_indexes_finds_and_removes_works(settings: Settings):
+    catalogue = Catalogue(
+        aws.client("dynamodb", settings),
+        settings.table("catalogue"),
+        settings.table("fingerprints"),
+    )
+    rng = np.random.default_rng(1)
+    hashes = rng.integers(0, 1 << 23, 300, dtype=np.uint32)
+    times = np.arange(300, dtype=np.uint32)
+    work = catalogue.register(title="Hit", owner="label", hashes=hashes, times=times, duration_s=10)
+    found = catalogue.lookup(hashes[:50])
+    assert all(work["number"] in works for works, _ in found.values())
+    again = catalogue.register(
+        title="Mine", owner="bob", hashes=hashes, times=times, duration_s=10, track_id="t" * 32
+    )
+    same = catalogue.register(
+        title="Mine", owner="bob", hashes=hashes, times=times, duration_s=10, track_id="t" * 32
+    )
+    assert again["work_id"] == same["work_id"]  # a published track joins once
+    listed, _ = catalogue.list(owner="label")
+    assert [w["work_id"] for w in listed] == [work["work_id"]]
+    assert catalogue.remove(work["work_id"], hashes, times)
+    assert work["number"] not in catalogue.works([work["number"]])
+    assert all(work["number"] not in works for works, _ in catalogue.lookup(hashes[:50]).values())
+
+
+def test_follows_and_idempotent_feed_entries(settings: Settings):
+    social = SocialStore(
+        aws.client("dynamodb", settings), settings.table("follows"), settings.table("feeds")
+    )
+    star = f"star{uuid.uuid4().hex[:6]}"
+    fans = [f"fan{n:03d}" for n in range(30)]
+    for fan in fans:
+        social.follow(star, fan)
+    page, after = social.followers(star, limit=20)
+    rest, end = social.followers(star, limit=20, after=after)
+    assert page + rest == sorted(fans) and end is None
+    entry = {"entry": "2026-01-01T00:00:00Z#t1", "track_id": "t1", "owner": star, "title": "x"}
+    social.add_entries(fans, entry)
+    social.add_entries(fans, entry)  # redelivered: still one entry each
+    items, _ = social.feed(fans[0])
+    assert [i["track_id"] for i in items] == ["t1"]
+    social.unfollow(star, fans[0])
+    assert fans[0] not in social.followers(star)[0]
+    assert star in social.following(fans[1])
+
+
+def test_the_send_rate_is_shared_and_never_exceeded(settings: Settings):
+    limiter = RateLimiter(
+        aws.client("dynamodb", settings),
+        settings.table("idempotency"),
+        f"test-{uuid.uuid4().hex}",
+        rate_per_s=20,
+    )
+    slots = []
+    for _ in range(30):
+        wait = limiter.reserve(max_wait_s=5)
+        assert wait is not None
+        slots.append(time.time() + wait)
+    gaps = np.diff(sorted(slots))
+    assert gaps.min() >= 1 / 20 - 0.02
+    assert limiter.reserve(max_wait_s=0.0) is None  # the next free slot is in the future

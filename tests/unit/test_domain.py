@@ -1,0 +1,189 @@
+"""Pure domain rules: keys, the track record, update expressions, verdicts, emails, tokens."""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+
+import jwt
+import pytest
+from trackflow.media.fingerprint import Match, MatchPolicy
+
+from trackflow.auth import AuthError, mint_token, token_secret, verify_token
+from trackflow.copyright import judge
+from trackflow.emails import compose
+from trackflow.keys import media_key, parse_upload_key, safe_filename, upload_key
+from trackflow.settings import Settings, resource_names
+from trackflow.state.dynamo import Update, from_item, to_item
+from trackflow.track import STEP_NAMES, initial_steps, progress, public_record
+
+TRACK_ID = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["My Song.mp3", "a+b 100%.flac", "🎵 émoji.wav", unicodedata.normalize("NFD", "Beyoncé.mp3")],
+)
+def test_upload_keys_round_trip_to_their_track(name: str):
+    key = upload_key("uploads/", "alice", TRACK_ID, name)
+    parsed = parse_upload_key(key, "uploads/")
+    assert (parsed.owner, parsed.track_id) == ("alice", TRACK_ID)
+    assert parsed.filename == unicodedata.normalize("NFC", name)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "other/alice/x/y.mp3",
+        "uploads/alice/y.mp3",
+        f"uploads/Alice/{TRACK_ID}/y.mp3",
+        "uploads/alice/nothex/y.mp3",
+        f"uploads/alice/{TRACK_ID}/a/b.mp3",
+    ],
+)
+def test_keys_we_never_issue_are_refused(key: str):
+    assert parse_upload_key(key, "uploads/") is None
+
+
+def test_filenames_cannot_escape_their_folder():
+    assert safe_filename("../../etc/passwd") == "passwd"
+    assert safe_filename("C:\\music\\x.mp3") == "x.mp3"
+    assert safe_filename("\x00\x1f") == "upload"
+    assert len(safe_filename("é" * 500).encode()) <= 200
+    assert media_key("alice", TRACK_ID, "audio/128.mp3") == f"tracks/alice/{TRACK_ID}/audio/128.mp3"
+
+
+def test_progress_is_weighted_and_complete_only_when_terminal():
+    steps = initial_steps()
+    assert progress("processing", steps) == 0
+    for name in STEP_NAMES[:5]:
+        steps[name]["status"] = "succeeded"
+    assert 0 < progress("processing", steps) < 100
+    for name in STEP_NAMES:
+        steps[name]["status"] = "succeeded"
+    assert progress("processing", steps) == 99  # all done, not yet marked published
+    assert progress("published", steps) == 100
+
+
+def test_public_record_hides_bookkeeping():
+    record = public_record(
+        {
+            "track_id": TRACK_ID,
+            "owner": "a",
+            "status": "queued",
+            "steps": {},
+            "upload": {"key": "k"},
+            "launch": {},
+        }
+    )
+    assert "upload" not in record and "launch" not in record
+    assert list(record["steps"]) == list(STEP_NAMES)
+
+
+def test_update_expressions_read_in_words():
+    u = Update()
+    u.set(("steps", "index_track", "status"), "running").increment(
+        ("steps", "index_track", "attempts")
+    )
+    u.remove("error").where(f"{u.path('status')} = {u.value('processing')}")
+    kwargs = u.kwargs()
+    assert kwargs["UpdateExpression"].startswith("SET #n0.#n1.#n2 = :v0 ADD")
+    assert kwargs["ConditionExpression"] == "(#n2 = :v2)"  # one placeholder a name
+    assert kwargs["ExpressionAttributeNames"]["#n1"] == "index_track"
+
+
+def test_items_round_trip_with_floats_and_nonfinite_values():
+    item = {"a": 1.5, "b": [1, 2.25], "c": {"d": float("-inf")}, "e": True, "f": None}
+    assert from_item(to_item(item)) == {
+        "a": 1.5,
+        "b": [1, 2.25],
+        "c": {"d": None},
+        "e": True,
+        "f": None,
+    }
+
+
+def _match(work: int, score: int) -> Match:
+    return Match(
+        work=work,
+        score=score,
+        upload_offset_s=5.0,
+        work_offset_s=65.0,
+        matched_s=12.0,
+        confidence=min(1.0, score / 20),
+    )
+
+
+def test_verdicts_reject_review_or_pass_and_spare_the_owner():
+    works = {
+        1: {"work_id": "w00000001", "title": "Hit", "owner": "label"},
+        2: {"work_id": "w00000002", "title": "Mine", "owner": "alice"},
+    }
+    policy = MatchPolicy()
+    assert judge([_match(1, 40)], works, "alice", policy).outcome == "match"
+    assert judge([_match(1, 12)], works, "alice", policy).outcome == "review"
+    assert judge([_match(2, 80)], works, "alice", policy).outcome == "none"
+    assert judge([_match(3, 80)], works, "alice", policy).outcome == "none"  # removed work
+    verdict = judge([_match(1, 40)], works, "alice", policy)
+    assert (
+        "Hit" in verdict.message() and "0:05" in verdict.message() and "1:05" in verdict.message()
+    )
+
+
+def test_emails_for_each_outcome_are_escaped_and_say_what_to_do():
+    track = {
+        "track_id": TRACK_ID,
+        "owner": "alice",
+        "filename": "x.mp3",
+        "metadata": {"tags": {"title": "<script>alert(1)</script>"}},
+        "error": {
+            "code": "corrupt_audio",
+            "message": "the audio stops early",
+            "step": "analyse_waveform",
+        },
+        "renditions": {"128": {}, "320": {}},
+        "loudness": {"output": {"integrated_lufs": -14.0, "true_peak_dbtp": -1.2}},
+    }
+    published = compose("published", track, "https://tracks.example")
+    assert "<script>" not in published.html and "&lt;script&gt;" in published.html
+    assert "128 kbps, 320 kbps" in published.text
+    assert f"https://tracks.example/tracks/{TRACK_ID}" in published.text
+    failed = compose("failed", track, "https://tracks.example")
+    assert "export the file again" in failed.text and "analyse_waveform" in failed.text
+    rejected = compose("rejected", {**track, "error": {"message": "it contains 'Hit'"}}, "x")
+    assert "it contains 'Hit'" in rejected.text
+
+
+def test_tokens_expire_and_cannot_be_forged(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    token = mint_token(settings, "alice")
+    assert verify_token(settings, token).user_id == "alice"
+    forged = jwt.encode(
+        {"sub": "bob", "iss": "trackflow", "iat": 1, "exp": time.time() + 60},
+        "not-the-secret-" * 4,
+        algorithm="HS256",
+    )
+    with pytest.raises(AuthError):
+        verify_token(settings, forged)
+    expired = mint_token(settings, "alice", ttl_s=-10)
+    with pytest.raises(AuthError):
+        verify_token(settings, expired)
+    with pytest.raises(AuthError):
+        verify_token(settings, token[:-2] + ("AA" if not token.endswith("AA") else "BB"))
+    assert (tmp_path / "token-secret").stat().st_mode & 0o777 == 0o600
+    assert token_secret(settings) == token_secret(settings)
+
+
+def test_settings_name_everything_from_one_prefix():
+    names = resource_names("trackflow-prod")
+    assert names["uploads_bucket"] == "trackflow-prod-uploads"
+    assert names["cpu_priority_queue"] == "trackflow-prod-cpu-priority"
+    settings = Settings(env="prod")
+    assert settings.events_queue == "trackflow-prod-events"
+    for queue in settings.worker_queues:
+        assert (
+            settings.visibility_timeouts[queue] > settings.cpu_task_time_limit_s
+            or settings.visibility_timeouts[queue] > settings.io_task_time_limit_s
+        )
+    with pytest.raises(ValueError):
+        Settings(retry_backoff_max_s=10_000)
