@@ -98,9 +98,16 @@ def timeline(track: dict[str, Any], width: int = 48) -> Table:
 
 
 def outputs_table(track: dict[str, Any]) -> Table:
+    """Where the artifacts are; the artwork's 32 files show as one row."""
     table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
     table.add_column("artifact")
-    table.add_column("where")
-    for name, uri in sorted(track.get("outputs", {}).items()):
-        table.add_row(name, uri)
+    table.add_column("where", overflow="fold")
+    outputs = track.get("outputs", {})
+    artwork = sorted(name for name in outputs if name.startswith("artwork/"))
+    if artwork:
+        folder = outputs[artwork[0]].rsplit("/", 1)[0] + "/"
+        table.add_row(f"artwork ({len(artwork)} files: 8 sizes and @2x, JPEG and WebP)", folder)
+    for name, uri in sorted(outputs.items()):
+        if not name.startswith("artwork/"):
+            table.add_row(name, uri)
     return table

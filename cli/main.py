@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 from rich.console import Console
 from rich.live import Live
 from rich.progress import (
@@ -320,7 +321,13 @@ def demo(user: str, timeout: float) -> None:
         stack.start(on_event=lambda message: err.print(f"[green]✓[/] {message}"))
         started = True
     except StackBusy as busy:
-        err.print(f"[yellow]•[/] using the stack already running ({busy})")
+        if not _api_healthy(settings.api_url):
+            err.print(f"[red]✗[/] {busy}, but its API does not answer: it is starting or stopping")
+            sys.exit(1)
+        err.print("[yellow]•[/] using the stack that is already up")
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stop what we started, however we are stopped
+        signal.signal(sig, lambda number, _: sys.exit(128 + number))
+    code = EXIT_NOT_PUBLISHED
     try:
         samples_dir = Path(settings.data_dir) / "samples"
         samples_dir.mkdir(parents=True, exist_ok=True)
@@ -328,15 +335,15 @@ def demo(user: str, timeout: float) -> None:
         track_ids = []
         for index, (title, artist, seconds, seed) in enumerate(DEMO_TRACKS, start=1):
             path = samples_dir / f"{index:02d} {title}.mp3"
-            write_track(
-                SampleTrack(title, artist, seconds=seconds, seed=seed, track_number=index), path
-            )
+            sample = SampleTrack(title, artist, seconds=seconds, seed=seed, track_number=index)
+            write_track(sample, path)
             track_ids.append(_upload(client, path)["track_id"])
         tracks = _follow_all(client, track_ids, timeout)
         for track in tracks:
-            out.rule(
-                f"{track.get('metadata', {}).get('tags', {}).get('title', '')} — {track['status']}"
-            )
+            title = track.get("metadata", {}).get("tags", {}).get("title", track["track_id"])
+            out.rule(f"{title} — {track['status']}")
+            if track.get("error"):
+                out.print(f"[red]{track['error']['code']}: {track['error']['message']}[/]")
             out.print(timeline(track))
             out.print(outputs_table(track))
         published = sum(t["status"] == Status.PUBLISHED for t in tracks)
@@ -344,8 +351,16 @@ def demo(user: str, timeout: float) -> None:
         code = 0 if published == len(tracks) else EXIT_NOT_PUBLISHED
     finally:
         if started:
+            err.print("stopping the stack…")
             stack.stop()
     sys.exit(code)
+
+
+def _api_healthy(api_url: str) -> bool:
+    try:
+        return httpx.get(f"{api_url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _follow_all(client: ApiClient, track_ids: list[str], timeout_s: float) -> list[dict[str, Any]]:

@@ -33,6 +33,14 @@ class Role:
     log: IO[bytes] | None = field(default=None, repr=False)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the parent dies, however it dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _module(*args: str) -> list[str]:
     return [sys.executable, "-m", "trackflow.cli", *args]
 
@@ -134,6 +142,7 @@ class Stack:
             stdout=role.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us alone; we stop the children in order
+            preexec_fn=_die_with_parent,
         )
 
     def start(self, on_event: Any = lambda message: None) -> None:

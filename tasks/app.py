@@ -77,6 +77,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # a host name is not taken for a local endpoint by the backend's URL parser
         "dynamodb_endpoint_url": settings.endpoint_url,
         "result_expires": 86400,
+        # The last header task joins the header's results before starting a chord's body. The
+        # default 3 s is too short for a loaded backend, and a join that times out fails the
+        # chord: its body (the next steps) would never run.
+        "result_chord_join_timeout": 120.0,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
