@@ -73,7 +73,7 @@ class Stack:
         self.roles: list[Role] = []
         if self.embedded:
             self.roles.append(Role("emulator", _module("emulator")))
-        self.roles += [
+        self.services: list[Role] = [
             Role("api", _module("api")),
             Role("consumer", _module("consumer")),
             *worker_roles(cores),
@@ -148,15 +148,17 @@ class Stack:
     def start(self, on_event: Any = lambda message: None) -> None:
         self._acquire()
         try:
-            for role in self.roles:
-                self._spawn(role)
-                if role.name == "emulator":
-                    wait_until_serving(self.settings.endpoint_url or "", timeout_s=60)
-                    on_event(f"emulator serving at {self.settings.endpoint_url}")
-                    from trackflow.bootstrap import bootstrap
+            if self.embedded:
+                self._spawn(self.roles[0])
+                wait_until_serving(self.settings.endpoint_url or "", timeout_s=60)
+                on_event(f"emulator serving at {self.settings.endpoint_url}")
+            if self.settings.aws_target is not AwsTarget.AWS:  # Terraform makes AWS's
+                from trackflow.bootstrap import bootstrap
 
-                    bootstrap(self.settings)
-                    on_event("resources ready (buckets, queues, tables, notifications)")
+                bootstrap(self.settings)
+                on_event("resources ready (buckets, queues, tables, notifications)")
+            for role in self.services:
+                self._spawn(role)
             self._wait_for_api()
             on_event(f"API at {self.settings.api_url} (docs at {self.settings.api_url}/docs)")
             on_event(
