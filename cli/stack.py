@@ -162,7 +162,7 @@ class Stack:
             self._wait_for_api()
             on_event(f"API at {self.settings.api_url} (docs at {self.settings.api_url}/docs)")
             on_event(
-                f"consumer and {len(self.roles) - 2 - self.embedded} worker groups started;"
+                f"consumer and {len(self.services) - 2} worker groups started;"
                 f" logs in {self.log_dir}"
             )
         except BaseException:
