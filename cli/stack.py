@@ -78,6 +78,7 @@ class Stack:
             Role("consumer", _module("consumer")),
             *worker_roles(cores),
         ]
+        self.roles += self.services
         self._lock: IO[str] | None = None
 
     # --- one stack at a time ------------------------------------------------------------------
