@@ -12,12 +12,15 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
+from trackflow.tasks import control
+from trackflow.tasks.catalogue import catalogue_store
 
 from trackflow import aws
 from trackflow.auth import AuthError, Principal, verify_token
-from trackflow.keys import TRACK_ID, safe_filename, upload_key
+from trackflow.keys import TRACK_ID, WORK_ID, catalogue_key, safe_filename, upload_key
 from trackflow.logs import get_logger
 from trackflow.settings import Lane, Settings, get_settings
+from trackflow.state.catalogue import WorkStatus
 from trackflow.state.dynamo import now_iso
 from trackflow.state.social import decode_cursor, encode_cursor
 from trackflow.state.tracks import TrackStore
@@ -58,6 +61,29 @@ class UploadResponse(BaseModel):
 class TrackList(BaseModel):
     tracks: list[dict[str, Any]]
     next_cursor: str | None = None
+
+
+class WorkRequest(BaseModel):
+    title: str = Field(min_length=1, max_length=500)
+    owner: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$", description="the rights holder")
+    filename: str = Field(min_length=1, max_length=1000)
+    content_type: str
+    size: int | None = Field(None, ge=1)
+
+
+class WorkResponse(BaseModel):
+    work: dict[str, Any]
+    upload: PresignedPost
+
+
+class WorkList(BaseModel):
+    works: list[dict[str, Any]]
+    next_cursor: str | None = None
+
+
+class ReviewDecision(BaseModel):
+    decision: str = Field(pattern="^(approve|reject)$")
+    note: str = Field("", max_length=2000)
 
 
 class ErrorBody(BaseModel):
@@ -109,6 +135,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     Caller = Annotated[Principal, Depends(principal)]
 
+    def parse_cursor(cursor: str | None) -> dict[str, Any] | None:
+        try:
+            return decode_cursor(cursor)
+        except ValueError as error:
+            raise ApiError(400, "bad_cursor", str(error)) from error
+
     def own_track(track_id: str, caller: Principal) -> dict[str, Any]:
         track = tracks.get(track_id) if TRACK_ID.match(track_id) else None
         if track is None or track["owner"] != caller.user_id:
@@ -119,27 +151,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post(
-        "/v1/uploads",
-        status_code=201,
-        response_model=UploadResponse,
-        responses={400: {"model": ErrorResponse}},
-    )
-    def create_upload(request: UploadRequest, caller: Caller) -> UploadResponse:
-        """Record a new track and return the presigned POST that uploads its audio to S3."""
-        content_type = request.content_type.split(";")[0].strip().lower()
+    def admin(caller: Caller) -> Principal:
+        if not caller.admin:
+            raise ApiError(403, "forbidden", "this route is for administrators")
+        return caller
+
+    Admin = Annotated[Principal, Depends(admin)]
+
+    def check_upload(content_type: str, size: int | None) -> str:
+        content_type = content_type.split(";")[0].strip().lower()
         if content_type not in settings.audio_content_types:
             raise ApiError(
-                400,
-                "unsupported_content_type",
-                f"{request.content_type!r} is not an audio type we accept",
+                400, "unsupported_content_type", f"{content_type!r} is not an audio type we accept"
             )
-        if request.size is not None and request.size > settings.max_upload_bytes:
+        if size is not None and size > settings.max_upload_bytes:
             raise ApiError(400, "too_large", f"the limit is {settings.max_upload_bytes} bytes")
-        profile = users.ensure(caller.user_id, email=caller.email)
-        track_id = uuid.uuid4().hex
-        filename = safe_filename(request.filename)
-        key = upload_key(settings.uploads_prefix, caller.user_id, track_id, filename)
+        return content_type
+
+    def presign(key: str, content_type: str) -> PresignedPost:
         expires = datetime.now(UTC) + timedelta(seconds=settings.presign_expiry_s)
         post = aws.client("s3", settings).generate_presigned_post(
             Bucket=settings.uploads_bucket,
@@ -151,6 +180,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ],
             ExpiresIn=settings.presign_expiry_s,
         )
+        return PresignedPost(
+            url=post["url"],
+            fields=post["fields"],
+            key=key,
+            max_bytes=settings.max_upload_bytes,
+            expires_at=expires.isoformat(timespec="seconds"),
+        )
+
+    @app.post(
+        "/v1/uploads",
+        status_code=201,
+        response_model=UploadResponse,
+        responses={400: {"model": ErrorResponse}},
+    )
+    def create_upload(request: UploadRequest, caller: Caller) -> UploadResponse:
+        """Record a new track and return the presigned POST that uploads its audio to S3."""
+        content_type = check_upload(request.content_type, request.size)
+        profile = users.ensure(caller.user_id, email=caller.email)
+        track_id = uuid.uuid4().hex
+        filename = safe_filename(request.filename)
+        key = upload_key(settings.uploads_prefix, caller.user_id, track_id, filename)
+        upload = presign(key, content_type)
         now = now_iso()
         track = {
             "track_id": track_id,
@@ -162,7 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "upload": {
                 "bucket": settings.uploads_bucket,
                 "key": key,
-                "expires_at": expires.isoformat(timespec="seconds"),
+                "expires_at": upload.expires_at,
             },
             "steps": initial_steps(),
             "outputs": {},
@@ -173,17 +224,68 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
         tracks.create(track)
         log.info("upload_presigned", track_id=track_id, owner=caller.user_id)
-        return UploadResponse(
-            track_id=track_id,
-            upload=PresignedPost(
-                url=post["url"],
-                fields=post["fields"],
-                key=key,
-                max_bytes=settings.max_upload_bytes,
-                expires_at=expires.isoformat(timespec="seconds"),
-            ),
-            track=public_record(track),
+        return UploadResponse(track_id=track_id, upload=upload, track=public_record(track))
+
+    # --- the copyright catalogue (administrators) ---------------------------------------------
+    @app.post("/v1/catalogue/works", status_code=201, response_model=WorkResponse)
+    def add_work(request: WorkRequest, caller: Admin) -> WorkResponse:
+        """Register a reference work: upload its recording with the presigned POST returned."""
+        content_type = check_upload(request.content_type, request.size)
+        catalogue = catalogue_store(settings)
+        work = catalogue.create(
+            title=request.title,
+            owner=request.owner,
+            status=WorkStatus.AWAITING_UPLOAD,
+            added_by=caller.user_id,
         )
+        key = catalogue_key(settings.uploads_prefix, work["work_id"], request.filename)
+        work = catalogue.update(work["work_id"], upload={"key": key}) or work
+        return WorkResponse(work=work, upload=presign(key, content_type))
+
+    @app.get("/v1/catalogue/works", response_model=WorkList)
+    def list_works(
+        caller: Admin,
+        owner: Annotated[str | None, Query(max_length=63)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    ) -> WorkList:
+        """The works in the catalogue (all, or one owner's)."""
+        works, last = catalogue_store(settings).list(
+            owner=owner, limit=limit, cursor=parse_cursor(cursor)
+        )
+        return WorkList(works=works, next_cursor=encode_cursor(last))
+
+    @app.get("/v1/catalogue/works/{work_id}")
+    def get_work(work_id: str, caller: Admin) -> dict[str, Any]:
+        """One work and its indexing status."""
+        work = catalogue_store(settings).get(work_id) if WORK_ID.match(work_id) else None
+        if work is None:
+            raise ApiError(404, "not_found", "no such work")
+        return work
+
+    @app.delete("/v1/catalogue/works/{work_id}")
+    def delete_work(work_id: str, caller: Admin) -> dict[str, Any]:
+        """Take a work out of the catalogue: it stops matching at once."""
+        work = control.remove_work(work_id) if WORK_ID.match(work_id) else None
+        if work is None:
+            raise ApiError(404, "not_found", "no such work, or already removed")
+        return work
+
+    # --- copyright review (administrators) ----------------------------------------------------
+    @app.get("/v1/reviews", response_model=TrackList)
+    def held_tracks(caller: Admin) -> TrackList:
+        """Tracks held for review (weak copyright evidence), oldest first."""
+        held = tracks.list_by_status(Status.HELD_FOR_REVIEW)
+        return TrackList(tracks=[public_record(t) for t in held])
+
+    @app.post("/v1/reviews/{track_id}")
+    def review(track_id: str, decision: ReviewDecision, caller: Admin) -> dict[str, Any]:
+        """Approve (renditions and publication go ahead) or reject (the track is rejected)."""
+        act = control.approve if decision.decision == "approve" else control.reject
+        track = act(track_id, caller.user_id, decision.note) if TRACK_ID.match(track_id) else None
+        if track is None:
+            raise ApiError(409, "not_held", "the track is not held for review")
+        return public_record(track)
 
     @app.get("/v1/tracks/{track_id}")
     def get_track(track_id: str, caller: Caller) -> dict[str, Any]:
@@ -197,10 +299,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cursor: Annotated[str | None, Query(max_length=2000)] = None,
     ) -> TrackList:
         """The caller's tracks, newest first."""
-        try:
-            start = decode_cursor(cursor)
-        except ValueError as error:
-            raise ApiError(400, "bad_cursor", str(error)) from error
+        start = parse_cursor(cursor)
         if start and start.get("owner") != caller.user_id:
             raise ApiError(400, "bad_cursor", "the cursor belongs to another listing")
         items, last = tracks.list_for_owner(caller.user_id, limit=limit, cursor=start)

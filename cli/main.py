@@ -386,3 +386,193 @@ def _follow_all(client: ApiClient, track_ids: list[str], timeout_s: float) -> li
             if all(t["status"] in TERMINAL for t in latest.values()) or time.monotonic() > deadline:
                 return [latest[t] for t in track_ids]
             time.sleep(0.5)
+
+
+# --- the copyright catalogue and reviews (administrators) --------------------------------------
+admin_identity = [
+    click.option("--user", default="admin", show_default=True, help="an administrator"),
+    click.option("--token", help="a bearer token (default: $TRACKFLOW_TOKEN)"),
+    click.option("--api", help="the API's base URL (default: the local stack's)"),
+]
+
+
+def with_admin_identity(function: Any) -> Any:
+    for option in reversed(admin_identity):
+        function = option(function)
+    return function
+
+
+def _fail(error: ApiError) -> None:
+    err.print(f"[red]✗[/] {error.code}: {error.message}")
+    sys.exit(EXIT_NOT_PUBLISHED)
+
+
+@main.group()
+def catalogue() -> None:
+    """The catalogue of reference works that uploads are checked against."""
+
+
+@catalogue.command("add")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--title", required=True)
+@click.option("--owner", required=True, help="the rights holder")
+@with_admin_identity
+@click.option("--wait/--no-wait", default=True, help="wait until the work is indexed")
+@click.option("--timeout", default=600.0, show_default=True)
+def catalogue_add(
+    file: Path,
+    title: str,
+    owner: str,
+    user: str,
+    token: str | None,
+    api: str | None,
+    wait: bool,
+    timeout: float,
+) -> None:
+    """Register FILE as a reference work owned by OWNER."""
+    from trackflow.cli.client import guess_content_type
+
+    with _client(user, token, api) as client:
+        try:
+            created = client.request(
+                "POST",
+                "/v1/catalogue/works",
+                json={
+                    "title": title,
+                    "owner": owner,
+                    "filename": file.name,
+                    "content_type": guess_content_type(file),
+                    "size": file.stat().st_size,
+                },
+            )
+            client.send_file(created["upload"], file)
+            work = created["work"]
+            deadline = time.monotonic() + timeout
+            while wait and work["status"] not in ("active", "failed"):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+                work = client.request("GET", f"/v1/catalogue/works/{work['work_id']}")
+        except ApiError as error:
+            _fail(error)
+    out.print_json(json.dumps(work))
+    sys.exit(0 if work["status"] in ("active", "indexing", "awaiting_upload") else 1)
+
+
+@catalogue.command("list")
+@click.option("--owner", help="only this rights holder's works")
+@with_admin_identity
+@click.option("--json", "as_json", is_flag=True)
+def catalogue_list(
+    owner: str | None, user: str, token: str | None, api: str | None, as_json: bool
+) -> None:
+    """List the works in the catalogue."""
+    with _client(user, token, api) as client:
+        works, cursor = [], None
+        try:
+            while True:
+                params = {
+                    "limit": 500,
+                    **({"owner": owner} if owner else {}),
+                    **({"cursor": cursor} if cursor else {}),
+                }
+                page = client.request("GET", "/v1/catalogue/works", params=params)
+                works += page["works"]
+                cursor = page["next_cursor"]
+                if not cursor:
+                    break
+        except ApiError as error:
+            _fail(error)
+    if as_json:
+        out.print_json(json.dumps(works))
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("work", "title", "owner", "status", "seconds", "landmarks"):
+        table.add_column(column)
+    for work in works:
+        table.add_row(
+            work["work_id"],
+            work["title"],
+            work["owner"],
+            work["status"],
+            str(work.get("duration_s", "")),
+            str(work.get("landmarks", "")),
+        )
+    out.print(table)
+
+
+@catalogue.command("remove")
+@click.argument("work_id")
+@with_admin_identity
+def catalogue_remove(work_id: str, user: str, token: str | None, api: str | None) -> None:
+    """Take WORK_ID out of the catalogue (it stops matching at once)."""
+    with _client(user, token, api) as client:
+        try:
+            work = client.request("DELETE", f"/v1/catalogue/works/{work_id}")
+        except ApiError as error:
+            _fail(error)
+    err.print(f"[green]✓[/] removed {work['work_id']} ({work['title']})")
+
+
+@main.group()
+def review() -> None:
+    """Tracks held for copyright review."""
+
+
+@review.command("list")
+@with_admin_identity
+@click.option("--json", "as_json", is_flag=True)
+def review_list(user: str, token: str | None, api: str | None, as_json: bool) -> None:
+    """Tracks waiting for a reviewer."""
+    with _client(user, token, api) as client:
+        try:
+            held = client.request("GET", "/v1/reviews")["tracks"]
+        except ApiError as error:
+            _fail(error)
+    if as_json:
+        out.print_json(json.dumps(held))
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("track", "owner", "title", "matched work", "where"):
+        table.add_column(column)
+    for track in held:
+        match = (track.get("copyright", {}).get("matches") or [{}])[0]
+        table.add_row(
+            track["track_id"],
+            track["owner"],
+            track.get("metadata", {}).get("tags", {}).get("title", ""),
+            f"{match.get('title', '')} ({match.get('work_id', '')})",
+            f"{match.get('upload_offset_s', '')} s",
+        )
+    out.print(table)
+
+
+def _decide(
+    decision: str, track_id: str, note: str, user: str, token: str | None, api: str | None
+) -> None:
+    with _client(user, token, api) as client:
+        try:
+            track = client.request(
+                "POST", f"/v1/reviews/{track_id}", json={"decision": decision, "note": note}
+            )
+        except ApiError as error:
+            _fail(error)
+    err.print(f"[green]✓[/] {track_id}: {track['status']}")
+
+
+@review.command("approve")
+@click.argument("track_id")
+@click.option("--note", default="")
+@with_admin_identity
+def review_approve(track_id: str, note: str, user: str, token: str | None, api: str | None) -> None:
+    """Release TRACK_ID: its renditions are made and it is published."""
+    _decide("approve", track_id, note, user, token, api)
+
+
+@review.command("reject")
+@click.argument("track_id")
+@click.option("--note", default="")
+@with_admin_identity
+def review_reject(track_id: str, note: str, user: str, token: str | None, api: str | None) -> None:
+    """Confirm the match: TRACK_ID is rejected and its uploader told why."""
+    _decide("reject", track_id, note, user, token, api)

@@ -15,9 +15,10 @@ from typing import Any
 
 from trackflow.consumer.events import ObjectCreated, PoisonMessage
 
-from trackflow.keys import parse_upload_key
+from trackflow.keys import parse_catalogue_key, parse_upload_key
 from trackflow.logs import get_logger
 from trackflow.settings import Lane, Settings
+from trackflow.state.catalogue import WorkStatus
 from trackflow.state.dynamo import now_iso
 from trackflow.state.tracks import TrackStore
 from trackflow.track import Status
@@ -62,10 +63,44 @@ def _refuse(store: TrackStore, track_id: str, code: str, message: str) -> Admiss
     return Admission(Outcome.REFUSED, track_id, message)
 
 
+def admit_reference(event: ObjectCreated, work_id: str, settings: Settings) -> Admission:
+    """A rights holder's reference recording arrived: fingerprint it, once."""
+    from trackflow.tasks.catalogue import catalogue_store, fingerprint_work
+
+    catalogue = catalogue_store(settings)
+    work = catalogue.get(work_id)
+    if work is None or work.get("upload", {}).get("key") != event.key:
+        raise PoisonMessage("no catalogue work was promised an upload at this key")
+    source = {"bucket": event.bucket, "key": event.key, "size": event.size, "etag": event.etag}
+    if event.size > settings.max_upload_bytes:
+        catalogue.update(
+            work_id,
+            expect_status=[WorkStatus.AWAITING_UPLOAD],
+            status=WorkStatus.FAILED,
+            error={"code": "too_large", "message": "the file is over the limit"},
+        )
+        return Admission(Outcome.REFUSED, work_id, "too large")
+    if (
+        catalogue.update(
+            work_id,
+            expect_status=[WorkStatus.AWAITING_UPLOAD],
+            status=WorkStatus.FINGERPRINTING,
+            source=source,
+        )
+        is None
+    ):
+        return Admission(Outcome.DUPLICATE, work_id)
+    fingerprint_work.delay(work_id)
+    return Admission(Outcome.LAUNCHED, work_id, "reference work")
+
+
 def admit(event: ObjectCreated, settings: Settings, store: TrackStore) -> Admission:
     """Check the event against its track and launch the workflow if this event is the first."""
     if event.bucket != settings.uploads_bucket:
         raise PoisonMessage(f"event for bucket {event.bucket}, not the uploads bucket")
+    work_id = parse_catalogue_key(event.key, settings.uploads_prefix)
+    if work_id:
+        return admit_reference(event, work_id, settings)
     key = parse_upload_key(event.key, settings.uploads_prefix)
     if key is None:
         raise PoisonMessage("the key is outside the uploads prefix or not one the API issues")

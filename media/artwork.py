@@ -8,7 +8,6 @@ refused before they are decoded; a refused picture never fails the track.
 from __future__ import annotations
 
 import io
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any
 
 from PIL import Image, ImageCms, ImageOps
 
-__all__ = ["ArtworkResult", "Rendition", "cover_jpeg", "render_artwork", "rendition_names"]
+__all__ = ["ArtworkResult", "Rendition", "render_artwork", "rendition_names"]
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 ENCODINGS = {"jpg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
@@ -129,17 +128,7 @@ def render_artwork(
 ) -> ArtworkResult:
     """Write every size of ``data`` and its @2x, as JPEG and WebP, into ``out_dir``; never
     raises for a bad picture."""
-    return _render(data, out_dir, rendition_names(sizes), ENCODINGS, max_pixels, max_bytes)
-
-
-def _render(
-    data: bytes | None,
-    out_dir: Path,
-    names: Sequence[tuple[str, int]],
-    encodings: dict[str, tuple[str, str]],
-    max_pixels: int,
-    max_bytes: int,
-) -> ArtworkResult:
+    names = rendition_names(sizes)
     if not data:
         return ArtworkResult(status="none", reason="no artwork")
     if len(data) > max_bytes:
@@ -171,26 +160,12 @@ def _render(
         if resized is None:
             resized = square.resize((pixels, pixels), Image.Resampling.LANCZOS, reducing_gap=3.0)
             by_pixels[pixels] = resized
-        for extension, (pil_format, content_type) in encodings.items():
+        for extension, (pil_format, content_type) in ENCODINGS.items():
             path = out_dir / f"{name}.{extension}"
             _save(resized, path, pil_format)
             result.renditions.append(Rendition(name, pixels, extension, path, content_type))
     result.upscaled.sort(key=_size_order)
     return result
-
-
-def cover_jpeg(data: bytes, pixels: int, *, max_pixels: int = 16_800_000) -> bytes | None:
-    """One square JPEG of the picture (for embedding in renditions), or None if it is unusable."""
-    with tempfile.TemporaryDirectory() as scratch:
-        result = _render(
-            data,
-            Path(scratch),
-            [(str(pixels), pixels)],
-            {"jpg": ENCODINGS["jpg"]},
-            max_pixels,
-            20 * 1024 * 1024,
-        )
-        return result.renditions[0].path.read_bytes() if result.renditions else None
 
 
 def _save(image: Image.Image, path: Path, pil_format: str) -> None:

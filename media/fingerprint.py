@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import maximum_filter
+from trackflow.media import ffmpeg
 
 __all__ = [
     "FRAME_SECONDS",
@@ -24,6 +26,7 @@ __all__ = [
     "MatchPolicy",
     "Postings",
     "fingerprint",
+    "fingerprint_file",
     "match_landmarks",
 ]
 
@@ -161,6 +164,17 @@ def fingerprint(blocks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     for block in blocks:
         extractor.add(block)
     return extractor.finish()
+
+
+def fingerprint_file(path: Path, demuxer: str, *, timeout: float) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks of an audio file, decoded as a stream (memory stays bounded at any length)."""
+    blocks = ffmpeg.read_pcm(
+        ffmpeg.decode_args(path, demuxer, sample_rate=SAMPLE_RATE, channels=1),
+        channels=1,
+        block_frames=1 << 17,
+        timeout=timeout,
+    )
+    return fingerprint(blocks)
 
 
 # --- matching -------------------------------------------------------------------------------

@@ -41,8 +41,16 @@ _TEXT_FRAMES = {
 }
 
 
-def _encode(source: Path, out_path: Path, *, bitrate_kbps: int, sample_rate: int,
-            joint_stereo: bool, limit_dbtp: float | None, timeout: float) -> None:  # fmt: skip
+def _encode(
+    source: Path,
+    out_path: Path,
+    *,
+    bitrate_kbps: int,
+    sample_rate: int,
+    joint_stereo: bool,
+    limit_dbtp: float | None,
+    timeout: float,
+) -> None:
     chain = f"aresample={sample_rate}:resampler=soxr"
     if limit_dbtp is not None:
         chain = (
@@ -95,8 +103,15 @@ def encode_mp3(
     partial = out_path.with_suffix(".partial.mp3")
     joint_stereo, limit = True, None
     for encodes in range(1, 4):
-        _encode(source, partial, bitrate_kbps=bitrate_kbps, sample_rate=sample_rate,
-                joint_stereo=joint_stereo, limit_dbtp=limit, timeout=timeout)  # fmt: skip
+        _encode(
+            source,
+            partial,
+            bitrate_kbps=bitrate_kbps,
+            sample_rate=sample_rate,
+            joint_stereo=joint_stereo,
+            limit_dbtp=limit,
+            timeout=timeout,
+        )
         loudness, duration = measure(partial, "mp3", timeout)
         overshoot = loudness.true_peak_dbtp - max_peak_dbtp
         if overshoot <= 0 or encodes == 3:

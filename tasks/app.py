@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlparse
 
+import structlog
 from celery import Celery
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import setup_logging, task_prerun, worker_process_init
 from kombu import Queue
 
 from trackflow.aws import EMULATOR_CREDENTIALS
@@ -101,7 +102,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-app = Celery("trackflow", include=["trackflow.tasks.steps"])
+app = Celery("trackflow", include=["trackflow.tasks.steps", "trackflow.tasks.catalogue"])
 app.config_from_object(celery_config(get_settings()))
 
 
@@ -114,3 +115,10 @@ def _logging(**_: Any) -> None:
 def _fresh_process(**_: Any) -> None:
     """Forked pool processes start with fresh AWS connections (clients are cached per pid)."""
     configure_logging("worker")
+
+
+@task_prerun.connect
+def _fresh_log_context(task: Any = None, **_: Any) -> None:
+    """Each task logs with its own context: nothing bound by the previous task leaks in."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(component="worker", task=getattr(task, "name", None))

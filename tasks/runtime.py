@@ -35,7 +35,7 @@ from trackflow.state.dynamo import now_iso
 from trackflow.state.tracks import StepStart, TrackStore
 from trackflow.track import ACTIVE, STEP_BY_NAME, STEP_DONE, Status, StepStatus
 
-__all__ = ["StepContext", "StepResult", "step", "track_store"]
+__all__ = ["StepContext", "StepResult", "object_cache", "step", "track_store"]
 
 log = get_logger(__name__)
 
@@ -51,7 +51,8 @@ def track_store(settings: Settings | None = None) -> TrackStore:
 
 
 @functools.cache
-def _cache(settings: Settings) -> ObjectCache:
+def object_cache(settings: Settings) -> ObjectCache:
+    """This host's local copy of S3 objects (shared by its worker processes)."""
     return ObjectCache(Path(settings.data_dir) / "cache", settings.cache_max_bytes)
 
 
@@ -80,7 +81,7 @@ class StepContext:
     def original(self) -> Path:
         """The upload, as a local file (downloaded once per worker host)."""
         source = self.track["source"]
-        return _cache(self.settings).get(
+        return object_cache(self.settings).get(
             aws.client("s3", self.settings), source["bucket"], source["key"], source.get("etag")
         )
 
@@ -111,7 +112,7 @@ class StepContext:
 
     def artifact(self, name: str) -> Path:
         """A stored artifact of this track (from an earlier step), as a local file."""
-        return _cache(self.settings).get(
+        return object_cache(self.settings).get(
             aws.client("s3", self.settings), self.settings.media_bucket, self.key(name)
         )
 

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from trackflow.media import artwork, fingerprint, loudness, probe, tags, transcode, waveform
-from trackflow.media.ffmpeg import LoudnessStats, decode_args, read_pcm
+from trackflow.media.ffmpeg import LoudnessStats
 from trackflow.tasks.app import app
+from trackflow.tasks.catalogue import catalogue_store, start_indexing
 from trackflow.tasks.runtime import StepContext, StepResult, step, track_store
 
 from trackflow import aws
@@ -23,7 +24,7 @@ from trackflow.errors import NotReady
 from trackflow.logs import get_logger
 from trackflow.search import TrackDocument, open_search
 from trackflow.settings import Lane, Settings, WorkerGroup, get_settings
-from trackflow.state.catalogue import Catalogue, pack_landmarks, unpack_landmarks
+from trackflow.state.catalogue import WorkStatus, chunk_count, pack_landmarks, unpack_landmarks
 from trackflow.state.dynamo import now_iso
 from trackflow.state.ratelimit import RateLimiter
 from trackflow.state.social import SocialStore
@@ -34,14 +35,11 @@ log = get_logger(__name__)
 
 FINGERPRINT_ARTIFACT = "fingerprint/landmarks.npz"
 NORMALISED_ARTIFACT = "audio/normalised.flac"
+COVER_ARTIFACT = "artwork/500.jpg"  # embedded in the renditions
 
 
 def _fallback_title(ctx: StepContext) -> str:
     return Path(ctx.track.get("filename", "")).stem or "Untitled"
-
-
-def _cover(ctx: StepContext) -> tags.EmbeddedPicture | None:
-    return tags.front_cover(probe.open_audio(ctx.original(), ctx.gate()))
 
 
 # --- branch one: tags and artwork -------------------------------------------------------------
@@ -64,7 +62,7 @@ def extract_metadata(ctx: StepContext) -> StepResult:
 @step("resize_artwork")
 def resize_artwork(ctx: StepContext) -> StepResult:
     """Every artwork size at 1x and 2x, JPEG and WebP; a bad picture fails nothing."""
-    cover = _cover(ctx)
+    cover = tags.front_cover(probe.open_audio(ctx.original(), ctx.gate()))
     s = ctx.settings
     result = artwork.render_artwork(
         cover.data if cover else None,
@@ -138,33 +136,17 @@ def normalise_audio(ctx: StepContext) -> StepResult:
     return StepResult(fields={"loudness": result.as_record()}, outputs=outputs)
 
 
-def _catalogue(settings: Settings) -> Catalogue:
-    return Catalogue(
-        aws.client("dynamodb", settings),
-        settings.table("catalogue"),
-        settings.table("fingerprints"),
-    )
-
-
-def _landmarks(path: Path, info: probe.AudioInfo, settings: Settings) -> tuple[Any, Any]:
-    blocks = read_pcm(
-        decode_args(path, info.demuxer, sample_rate=fingerprint.SAMPLE_RATE, channels=1),
-        channels=1,
-        block_frames=1 << 17,
-        timeout=settings.cpu_task_time_limit_s,
-    )
-    return fingerprint.fingerprint(blocks)
-
-
 @step("check_copyright")
 def check_copyright(ctx: StepContext) -> StepResult:
     """Match the upload's fingerprint against the catalogue: pass, hold for review or reject."""
     s = ctx.settings
-    hashes, times = _landmarks(ctx.original(), ctx.gate(), s)
+    hashes, times = fingerprint.fingerprint_file(
+        ctx.original(), ctx.gate().demuxer, timeout=s.cpu_task_time_limit_s
+    )
     landmarks_path = ctx.workdir / "landmarks.npz"
     landmarks_path.write_bytes(pack_landmarks(hashes, times))
     outputs = ctx.store([(FINGERPRINT_ARTIFACT, landmarks_path, "application/octet-stream")])
-    catalogue = _catalogue(s)
+    catalogue = catalogue_store(s)
     policy = fingerprint.MatchPolicy()
     matches = fingerprint.match_landmarks(hashes, times, catalogue.lookup, policy)
     verdict = judge(matches, catalogue.works(m.work for m in matches), ctx.track["owner"], policy)
@@ -197,11 +179,8 @@ def check_copyright(ctx: StepContext) -> StepResult:
 
 
 def _transcode(ctx: StepContext, bitrate: int) -> StepResult:
-    ctx.require("normalise_audio", "check_copyright")
+    ctx.require("extract_metadata", "resize_artwork", "normalise_audio", "check_copyright")
     s = ctx.settings
-    info = ctx.gate()
-    audio = probe.open_audio(ctx.original(), info)
-    cover = tags.front_cover(audio)
     out = ctx.workdir / f"{bitrate}.mp3"
     result = transcode.encode_mp3(
         ctx.artifact(NORMALISED_ARTIFACT),
@@ -212,8 +191,12 @@ def _transcode(ctx: StepContext, bitrate: int) -> StepResult:
         max_peak_dbtp=s.true_peak_ceiling_dbtp + s.mp3_peak_allowance_db,
         timeout=s.cpu_task_time_limit_s,
     )
-    cover_jpeg = artwork.cover_jpeg(cover.data, 500) if cover else None
-    transcode.write_id3(out, tags.read_tags(audio, fallback_title=_fallback_title(ctx)), cover_jpeg)
+    cover = COVER_ARTIFACT in ctx.track["outputs"]
+    transcode.write_id3(
+        out,
+        ctx.track["metadata"]["tags"],
+        ctx.artifact(COVER_ARTIFACT).read_bytes() if cover else None,
+    )
     outputs = ctx.store([(f"audio/{bitrate}.mp3", out, "audio/mpeg")])
     return StepResult(fields={("renditions", str(bitrate)): result}, outputs=outputs)
 
@@ -239,24 +222,31 @@ def transcode_320(ctx: StepContext) -> StepResult:
 # --- publication ------------------------------------------------------------------------------
 @step("index_track")
 def index_track(ctx: StepContext) -> StepResult:
-    """Make the track findable by search, and protect it: it joins the copyright catalogue."""
-    ctx.require("extract_metadata", *TRANSCODE_STEPS)
+    """Make the track findable by search, and protect it: it joins the copyright catalogue
+    (indexed by background tasks, so publication does not wait for it)."""
+    ctx.require("extract_metadata", "check_copyright", *TRANSCODE_STEPS)
     s = ctx.settings
     document = TrackDocument.from_track({**ctx.track, "published_at": ctx.track.get("queued_at")})
     open_search(s).upsert(document)
-    hashes, times = unpack_landmarks(ctx.artifact(FINGERPRINT_ARTIFACT).read_bytes())
-    work = _catalogue(s).register(
+    catalogue = catalogue_store(s)
+    work = catalogue.create(
         title=document.title,
         owner=ctx.track["owner"],
-        hashes=hashes,
-        times=times,
-        duration_s=document.duration_s,
+        status=WorkStatus.INDEXING,
         track_id=ctx.track_id,
+        duration_s=document.duration_s,
+        landmarks=ctx.track["copyright"]["landmarks"],
     )
+    if work["status"] == WorkStatus.INDEXING and "chunks" not in work:
+        hashes, _ = unpack_landmarks(ctx.artifact(FINGERPRINT_ARTIFACT).read_bytes())
+        landmarks = ctx.key(FINGERPRINT_ARTIFACT)
+        chunks = chunk_count(hashes)
+        work = catalogue.update(work["work_id"], landmarks_key=landmarks, chunks=chunks) or work
+        start_indexing(work, landmarks, chunks, lane=Lane(ctx.track.get("lane", Lane.STANDARD)))
     return StepResult(
         fields={
             "search": {"indexed_at": now_iso(), "backend": s.search_backend},
-            "catalogue_work_id": work["work_id"],
+            "catalogue": {"work_id": work["work_id"]},
         }
     )
 

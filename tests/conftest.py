@@ -79,9 +79,9 @@ def stack(emulator: str, settings: Settings) -> Iterator[object]:
     running = Stack(settings)
     running.start()
     yield running
+    died = [r.name for r in running.dead()]
     running.stop()
-    dead = [r.name for r in running.roles if r.process and r.process.returncode not in (0, -15)]
-    assert not dead, f"stack processes ended badly: {dead}; logs in {running.log_dir}"
+    assert not died, f"stack processes died while the tests ran: {died}; logs in {running.log_dir}"
 
 
 @pytest.fixture

@@ -7,10 +7,23 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-__all__ = ["UploadKey", "media_key", "parse_upload_key", "safe_filename", "upload_key"]
+__all__ = [
+    "UploadKey",
+    "catalogue_key",
+    "catalogue_landmarks_key",
+    "media_key",
+    "parse_catalogue_key",
+    "parse_upload_key",
+    "safe_filename",
+    "upload_key",
+]
 
 USER_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 TRACK_ID = re.compile(r"^[0-9a-f]{32}$")
+WORK_ID = re.compile(r"^w[0-9]{8}$")
+# Reference recordings for the copyright catalogue upload beside the tracks, in a folder no
+# user name can take (user names never start with "_").
+CATALOGUE_FOLDER = "_catalogue"
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
 MAX_FILENAME_BYTES = 200
 
@@ -45,6 +58,23 @@ def parse_upload_key(key: str, prefix: str) -> UploadKey | None:
     if not USER_ID.match(owner) or not TRACK_ID.match(track_id) or not filename:
         return None
     return UploadKey(owner, track_id, filename)
+
+
+def catalogue_key(prefix: str, work_id: str, filename: str) -> str:
+    return f"{prefix}{CATALOGUE_FOLDER}/{work_id}/{safe_filename(filename)}"
+
+
+def parse_catalogue_key(key: str, prefix: str) -> str | None:
+    """The work a catalogue upload key names, or None."""
+    parts = key[len(prefix) :].split("/") if key.startswith(prefix) else []
+    if len(parts) == 3 and parts[0] == CATALOGUE_FOLDER and WORK_ID.match(parts[1]) and parts[2]:
+        return parts[1]
+    return None
+
+
+def catalogue_landmarks_key(work_id: str) -> str:
+    """Where a reference work's landmarks live in the media bucket."""
+    return f"catalogue/{work_id}/landmarks.npz"
 
 
 def media_key(owner: str, track_id: str, artifact: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 from trackflow import aws
 from trackflow.bootstrap import bootstrap
 from trackflow.settings import DLQ_SUFFIX, Settings
-from trackflow.state.catalogue import Catalogue
+from trackflow.state.catalogue import Catalogue, WorkStatus
 from trackflow.state.ratelimit import RateLimiter
 from trackflow.state.social import SocialStore
 from trackflow.state.tracks import StepStart, TrackStore
@@ -115,7 +115,7 @@ def test_one_email_claim_per_outcome(tracks: TrackStore):
     assert tracks.claim_notification(other, "failed", lease_s=60) == "claimed"  # lease ran out
 
 
-def test_catalogue_indexes_finds_and_removes_works(settings: Settings):
+def test_catalogue_indexes_in_chunks_finds_and_removes_works(settings: Settings):
     catalogue = Catalogue(
         aws.client("dynamodb", settings),
         settings.table("catalogue"),
@@ -124,20 +124,29 @@ def test_catalogue_indexes_finds_and_removes_works(settings: Settings):
     rng = np.random.default_rng(1)
     hashes = rng.integers(0, 1 << 23, 300, dtype=np.uint32)
     times = np.arange(300, dtype=np.uint32)
-    work = catalogue.register(title="Hit", owner="label", hashes=hashes, times=times, duration_s=10)
+    work = catalogue.create(title="Hit", owner="label", status=WorkStatus.INDEXING, chunks=3)
+    assert catalogue.index_chunk(work, hashes, times, 0, 3) is False
+    catalogue.index_chunk(work, hashes, times, 0, 3)  # redelivered: nothing changes
+    assert catalogue.index_chunk(work, hashes, times, 1, 3) is False
+    assert catalogue.index_chunk(work, hashes, times, 2, 3) is True
+    assert catalogue.get(work["work_id"])["status"] == WorkStatus.ACTIVE
     found = catalogue.lookup(hashes[:50])
+    assert len(found) == len(set(hashes[:50].tolist()))
     assert all(work["number"] in works for works, _ in found.values())
-    again = catalogue.register(
-        title="Mine", owner="bob", hashes=hashes, times=times, duration_s=10, track_id="t" * 32
+    first = catalogue.create(
+        title="Mine", owner="bob", status=WorkStatus.INDEXING, track_id="t" * 32
     )
-    same = catalogue.register(
-        title="Mine", owner="bob", hashes=hashes, times=times, duration_s=10, track_id="t" * 32
+    again = catalogue.create(
+        title="Mine", owner="bob", status=WorkStatus.INDEXING, track_id="t" * 32
     )
-    assert again["work_id"] == same["work_id"]  # a published track joins once
+    assert first["work_id"] == again["work_id"]  # a published track joins once
     listed, _ = catalogue.list(owner="label")
     assert [w["work_id"] for w in listed] == [work["work_id"]]
-    assert catalogue.remove(work["work_id"], hashes, times)
+    assert catalogue.remove(work["work_id"])["status"] == WorkStatus.REMOVED
+    assert catalogue.remove(work["work_id"]) is None
     assert work["number"] not in catalogue.works([work["number"]])
+    for chunk in range(3):
+        catalogue.index_chunk(work, hashes, times, chunk, 3, remove=True)
     assert all(work["number"] not in works for works, _ in catalogue.lookup(hashes[:50]).values())
 
 

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from PIL import Image, ImageCms
-from trackflow.media.artwork import cover_jpeg, render_artwork
+from trackflow.media.artwork import render_artwork
 
 SIZES = (16, 20, 32, 47, 67, 100, 300, 500)
 
@@ -93,9 +93,3 @@ def test_transparency_is_flattened_on_white(tmp_path: Path):
     result = render_artwork(buffer.getvalue(), tmp_path, (16,))
     with Image.open(result.renditions[0].path) as out:
         assert out.mode == "RGB" and out.getpixel((8, 8))[0] > 240
-
-
-def test_cover_jpeg_for_embedding():
-    data = cover_jpeg(_jpeg(900, 900), 500)
-    with Image.open(io.BytesIO(data)) as image:
-        assert (image.format, image.size) == ("JPEG", (500, 500))

@@ -1,11 +1,14 @@
 """The catalogue of reference works and its fingerprint index in DynamoDB.
 
-Layout (stays fast at 100,000 works: reads are batched by hash, nothing is scanned):
-- catalogue table: one item per work (``w00000042``: title, owner, number, landmarks key),
-  one counter item handing out work numbers, one link item per published track;
+Layout (stays fast at 100,000 works: reads are batched by hash, nothing is ever scanned):
+- catalogue table: one item per work (``w00000042``: title, owner, number, status), one counter
+  item handing out work numbers, and one link item per published track (so a track joins once);
 - fingerprints table: one item per landmark hash, its postings a binary set of 8-byte
-  (work number, anchor time) entries. ``ADD`` to a set is atomic and idempotent, so ingesting a
-  work twice changes nothing, and two works ingested at once do not race.
+  (work number, anchor time) entries. ``ADD`` to a set is atomic and idempotent: indexing a
+  chunk twice changes nothing, and works indexed at once do not race.
+
+A work is indexed in chunks (its hashes split by value), each a small task of its own, so a
+three-hour recording is many bounded tasks rather than one long one.
 """
 
 from __future__ import annotations
@@ -15,19 +18,36 @@ import struct
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 from botocore.exceptions import ClientError
 
-from trackflow.state.dynamo import from_item, is_condition_failure, now_iso, to_item
+from trackflow.logs import get_logger
+from trackflow.state.dynamo import Update, from_item, is_condition_failure, now_iso, to_item
 
-__all__ = ["Catalogue", "pack_landmarks", "unpack_landmarks"]
+__all__ = ["HASHES_PER_CHUNK", "Catalogue", "WorkStatus", "pack_landmarks", "unpack_landmarks"]
+
+log = get_logger(__name__)
 
 COUNTER_ID = "#counter"
 KIND = "work"
+HASHES_PER_CHUNK = 4000
 _GET_BATCH = 100  # BatchGetItem's limit
 _POSTING = struct.Struct(">II")
+
+
+class WorkStatus(StrEnum):
+    AWAITING_UPLOAD = "awaiting_upload"
+    FINGERPRINTING = "fingerprinting"
+    INDEXING = "indexing"
+    ACTIVE = "active"
+    REMOVED = "removed"
+    FAILED = "failed"
+
+
+MATCHABLE = (WorkStatus.INDEXING, WorkStatus.ACTIVE)
 
 
 def pack_landmarks(hashes: np.ndarray, times: np.ndarray) -> bytes:
@@ -39,6 +59,10 @@ def pack_landmarks(hashes: np.ndarray, times: np.ndarray) -> bytes:
 def unpack_landmarks(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     with np.load(io.BytesIO(data)) as arrays:
         return arrays["hashes"], arrays["times"]
+
+
+def chunk_count(hashes: np.ndarray) -> int:
+    return max(1, -(-len(np.unique(hashes)) // HASHES_PER_CHUNK))
 
 
 class Catalogue:
@@ -61,22 +85,19 @@ class Catalogue:
         )
         return int(from_item(response["Attributes"])["next_number"])
 
-    def register(
+    def create(
         self,
         *,
         title: str,
         owner: str,
-        hashes: np.ndarray,
-        times: np.ndarray,
-        duration_s: float,
+        status: str,
         track_id: str | None = None,
+        **fields: Any,
     ) -> dict[str, Any]:
-        """Add a work and index its landmarks. For a published track, at most one work ever
-        stands for it, however often this runs."""
+        """A new work; for a published track, the one work that stands for it."""
         if track_id:
-            existing = self._work_for_track(track_id)
+            existing = self.work_for_track(track_id)
             if existing:
-                self._index(existing["number"], hashes, times)
                 return existing
         number = self._next_number()
         work = {
@@ -85,10 +106,9 @@ class Catalogue:
             "kind": KIND,
             "title": title,
             "owner": owner,
-            "duration_s": round(duration_s, 2),
-            "landmarks": len(hashes),
+            "status": str(status),
             "created_at": now_iso(),
-            "status": "indexing",
+            **fields,
         }
         if track_id:
             work["track_id"] = track_id
@@ -101,27 +121,13 @@ class Catalogue:
             except ClientError as error:
                 if not is_condition_failure(error):
                     raise
-                return self.register(
-                    title=title,
-                    owner=owner,
-                    hashes=hashes,
-                    times=times,
-                    duration_s=duration_s,
-                    track_id=track_id,
+                return self.work_for_track(track_id) or self.create(
+                    title=title, owner=owner, status=status, track_id=track_id, **fields
                 )
         self._db.put_item(TableName=self._works, Item=to_item(work))
-        self._index(number, hashes, times)
-        self._db.update_item(
-            TableName=self._works,
-            Key=to_item({"work_id": work["work_id"]}),
-            UpdateExpression="SET #s = :active",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues=to_item({":active": "active"}),
-        )
-        work["status"] = "active"
         return work
 
-    def _work_for_track(self, track_id: str) -> dict[str, Any] | None:
+    def work_for_track(self, track_id: str) -> dict[str, Any] | None:
         link = self._db.get_item(
             TableName=self._works,
             Key=to_item({"work_id": f"track:{track_id}"}),
@@ -130,72 +136,122 @@ class Catalogue:
         return self.get(from_item(link)["linked_work"]) if link else None
 
     def get(self, work_id: str) -> dict[str, Any] | None:
-        item = self._db.get_item(TableName=self._works, Key=to_item({"work_id": work_id})).get(
-            "Item"
-        )
-        return from_item(item) if item else None
+        item = self._db.get_item(
+            TableName=self._works, Key=to_item({"work_id": work_id}), ConsistentRead=True
+        ).get("Item")
+        work = from_item(item) if item else None
+        return work if work and "number" in work else None
+
+    def update(
+        self, work_id: str, *, expect_status: Iterable[str] | None = None, **fields: Any
+    ) -> dict[str, Any] | None:
+        """Set fields of a work, only from one of ``expect_status`` if given; None if it was not."""
+        u = Update()
+        for name, value in fields.items():
+            u.set(name, value)
+        if expect_status is not None:
+            allowed = ", ".join(u.value(s) for s in expect_status)
+            u.where(f"{u.path('status')} IN ({allowed})")
+        try:
+            response = self._db.update_item(
+                TableName=self._works,
+                Key=to_item({"work_id": work_id}),
+                ReturnValues="ALL_NEW",
+                **u.kwargs(),
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return None
+            raise
+        return from_item(response["Attributes"])
 
     def works(self, numbers: Iterable[int]) -> dict[int, dict[str, Any]]:
-        """Active works by number (removed ones are left out)."""
+        """Works that can match, by number (removed ones are left out)."""
         ids = [f"w{n:08d}" for n in sorted(set(numbers))]
         found: dict[int, dict[str, Any]] = {}
         for start in range(0, len(ids), _GET_BATCH):
             keys = [to_item({"work_id": i}) for i in ids[start : start + _GET_BATCH]]
             for item in self._batch_get(self._works, keys):
                 work = from_item(item)
-                if work.get("status") == "active":
+                if work.get("status") in MATCHABLE:
                     found[work["number"]] = work
         return found
 
     def list(
-        self, *, owner: str | None = None, limit: int = 100, cursor: Mapping[str, Any] | None = None
-    ) -> tuple[list[dict[str, Any]], dict | None]:
-        """Active works, all of them or one owner's, with the cursor of the next page."""
+        self,
+        *,
+        owner: str | None = None,
+        limit: int = 100,
+        cursor: Mapping[str, Any] | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """Works not removed, all of them or one owner's, with the cursor of the next page."""
+        attribute, value = ("owner", owner) if owner else ("kind", KIND)
         kwargs: dict[str, Any] = {
             "TableName": self._works,
             "IndexName": "by_owner" if owner else "by_kind",
+            "KeyConditionExpression": "#a = :v",
+            "ExpressionAttributeNames": {"#a": attribute},
+            "ExpressionAttributeValues": to_item({":v": value}),
             "Limit": limit,
         }
-        if owner:
-            kwargs |= {
-                "KeyConditionExpression": "#o = :v",
-                "ExpressionAttributeNames": {"#o": "owner"},
-                "ExpressionAttributeValues": to_item({":v": owner}),
-            }
-        else:
-            kwargs |= {
-                "KeyConditionExpression": "#k = :v",
-                "ExpressionAttributeNames": {"#k": "kind"},
-                "ExpressionAttributeValues": to_item({":v": KIND}),
-            }
         if cursor:
             kwargs["ExclusiveStartKey"] = to_item(cursor)
         response = self._db.query(**kwargs)
         works = [
-            w for w in map(from_item, response.get("Items", [])) if w.get("status") == "active"
+            w
+            for w in map(from_item, response.get("Items", []))
+            if w.get("status") != WorkStatus.REMOVED
         ]
         last = response.get("LastEvaluatedKey")
         return works, from_item(last) if last else None
 
-    def remove(self, work_id: str, hashes: np.ndarray | None, times: np.ndarray | None) -> bool:
-        """Take a work out: it stops matching at once; its postings are deleted when known."""
-        work = self.get(work_id)
-        if not work or work.get("kind") != KIND:
-            return False
-        self._db.update_item(
-            TableName=self._works,
-            Key=to_item({"work_id": work_id}),
-            UpdateExpression="SET #s = :removed, removed_at = :now REMOVE kind",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues=to_item({":removed": "removed", ":now": now_iso()}),
+    def remove(self, work_id: str) -> dict[str, Any] | None:
+        """Take a work out: it stops matching at once (its postings go by background tasks)."""
+        return self.update(
+            work_id,
+            expect_status=[s for s in WorkStatus if s is not WorkStatus.REMOVED],
+            status=WorkStatus.REMOVED,
+            removed_at=now_iso(),
         )
-        if hashes is not None and times is not None:
-            self._update_postings(work["number"], hashes, times, "DELETE")
-        return True
 
     # --- postings -------------------------------------------------------------------------------
-    def _index(self, number: int, hashes: np.ndarray, times: np.ndarray) -> None:
-        self._update_postings(number, hashes, times, "ADD")
+    def index_chunk(
+        self,
+        work: Mapping[str, Any],
+        hashes: np.ndarray,
+        times: np.ndarray,
+        chunk: int,
+        chunks: int,
+        *,
+        remove: bool = False,
+    ) -> bool:
+        """Add (or delete) the postings of one chunk of a work's hashes; True once every chunk
+        of an indexing work is in and the work became active."""
+        chosen = hashes % chunks == chunk
+        self._update_postings(
+            work["number"], hashes[chosen], times[chosen], "DELETE" if remove else "ADD"
+        )
+        if remove:
+            return False
+        response = self._db.update_item(
+            TableName=self._works,
+            Key=to_item({"work_id": work["work_id"]}),
+            UpdateExpression="ADD chunks_done :c",
+            ExpressionAttributeValues={":c": {"NS": [str(chunk)]}},
+            ReturnValues="ALL_NEW",
+        )
+        current = from_item(response["Attributes"])
+        if len(current.get("chunks_done", ())) >= chunks:
+            return (
+                self.update(
+                    work["work_id"],
+                    expect_status=[WorkStatus.INDEXING],
+                    status=WorkStatus.ACTIVE,
+                    indexed_at=now_iso(),
+                )
+                is not None
+            )
+        return False
 
     def _update_postings(
         self, number: int, hashes: np.ndarray, times: np.ndarray, action: str
@@ -206,12 +262,19 @@ class Catalogue:
 
         def update(item: tuple[int, set[bytes]]) -> None:
             value, postings = item
-            self._db.update_item(
-                TableName=self._prints,
-                Key={"hash": {"N": str(value)}},
-                UpdateExpression=f"{action} p :p",
-                ExpressionAttributeValues={":p": {"BS": list(postings)}},
-            )
+            try:
+                self._db.update_item(
+                    TableName=self._prints,
+                    Key={"hash": {"N": str(value)}},
+                    UpdateExpression=f"{action} p :p",
+                    ExpressionAttributeValues={":p": {"BS": sorted(postings)}},
+                )
+            except ClientError as error:
+                # A hash so common that its postings fill an item says nothing about any one
+                # work: like a stop word, it is left out (the other hashes carry the match).
+                if "size has exceeded" not in str(error):
+                    raise
+                log.info("fingerprint_hash_saturated", hash=value)
 
         with ThreadPoolExecutor(self._threads) as pool:
             list(pool.map(update, by_hash.items()))
@@ -227,6 +290,8 @@ class Catalogue:
         with ThreadPoolExecutor(self._threads) as pool:
             for items in pool.map(lambda keys: self._batch_get(self._prints, keys), batches):
                 for item in items:
+                    if not item.get("p"):
+                        continue
                     raw = b"".join(item["p"]["BS"])
                     pairs = np.frombuffer(raw, dtype=">u4").reshape(-1, 2)
                     result[int(item["hash"]["N"])] = (

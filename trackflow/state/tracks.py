@@ -120,7 +120,7 @@ class TrackStore:
         to: Status,
         *,
         allowed_from: Iterable[Status],
-        fields: Mapping[str, Any] | None = None,
+        fields: Mapping[str | tuple[str, ...], Any] | None = None,
     ) -> dict[str, Any] | None:
         """Move the track to ``to`` only from one of ``allowed_from``; None if it was elsewhere."""
         u = Update()
@@ -132,7 +132,11 @@ class TrackStore:
             u.set("finished_at", now)
         for name, value in (fields or {}).items():
             u.set(name, value)
-        return self._update(track_id, u)
+        track = self._update(track_id, u)
+        if track is not None and to in (Status.REJECTED, Status.FAILED):
+            self.skip_pending(track)  # steps that will never run say so at once
+            track = self.get(track_id)
+        return track
 
     def mark_launched(self, track_id: str, workflow_id: str) -> None:
         u = Update().set("launch", {"workflow_id": workflow_id, "at": now_iso()})
@@ -220,8 +224,8 @@ class TrackStore:
             return None
         if step:
             self.end_step(track_id, step, StepStatus.FAILED, error)
-        self.skip_pending(track)
-        return self.get(track_id)
+            track = self.get(track_id)
+        return track
 
     def skip_pending(self, track: Mapping[str, Any]) -> None:
         pending = [

@@ -1,0 +1,139 @@
+"""Catalogue tasks: fingerprint a reference recording, and index or unindex a work's landmarks
+in bounded chunks. Published tracks join the catalogue through the same chunks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trackflow.media import fingerprint, probe
+from trackflow.tasks.app import app
+from trackflow.tasks.runtime import object_cache
+
+from trackflow import aws
+from trackflow.errors import InputRejected
+from trackflow.keys import catalogue_landmarks_key
+from trackflow.logs import bind, get_logger
+from trackflow.settings import Lane, Settings, WorkerGroup, get_settings
+from trackflow.state.catalogue import (
+    Catalogue,
+    WorkStatus,
+    chunk_count,
+    pack_landmarks,
+    unpack_landmarks,
+)
+
+__all__ = ["catalogue_store", "fingerprint_work", "index_work_chunk", "start_indexing"]
+
+log = get_logger(__name__)
+
+
+def catalogue_store(settings: Settings | None = None) -> Catalogue:
+    settings = settings or get_settings()
+    return Catalogue(
+        aws.client("dynamodb", settings),
+        settings.table("catalogue"),
+        settings.table("fingerprints"),
+    )
+
+
+def start_indexing(
+    work: dict[str, Any],
+    landmarks: str,
+    chunks: int,
+    *,
+    remove: bool = False,
+    lane: Lane = Lane.STANDARD,
+) -> None:
+    """Send one indexing task per chunk of the work's hashes."""
+    queue = get_settings().queue(WorkerGroup.IO, lane)
+    for chunk in range(chunks):
+        index_work_chunk.apply_async(
+            (work["work_id"], landmarks, chunk, chunks, remove), queue=queue
+        )
+
+
+def _retrying(**options: Any) -> dict[str, Any]:
+    settings = get_settings()
+    return {
+        "bind": True,
+        "acks_late": True,
+        "reject_on_worker_lost": True,
+        "autoretry_for": (Exception,),
+        "dont_autoretry_for": (InputRejected,),
+        "max_retries": settings.step_max_retries,
+        "retry_backoff": True,
+        "retry_backoff_max": settings.retry_backoff_max_s,
+        "retry_jitter": True,
+        **options,
+    }
+
+
+@app.task(
+    name="trackflow.fingerprint_work",
+    **_retrying(
+        queue=get_settings().queue(WorkerGroup.CPU), time_limit=get_settings().cpu_task_time_limit_s
+    ),
+)
+def fingerprint_work(self: Any, work_id: str) -> None:
+    """Fingerprint an uploaded reference recording, store its landmarks, index them."""
+    bind(work_id=work_id)
+    settings = get_settings()
+    catalogue = catalogue_store(settings)
+    work = catalogue.get(work_id)
+    if work is None or work["status"] != WorkStatus.FINGERPRINTING:
+        log.info("work_not_waiting_for_fingerprints", status=work and work["status"])
+        return
+    source = work["source"]
+    path = object_cache(settings).get(
+        aws.client("s3", settings), source["bucket"], source["key"], source.get("etag")
+    )
+    try:
+        info = probe.inspect_audio(path, probe.GateLimits(max_duration_s=settings.max_duration_s))
+    except InputRejected as error:
+        catalogue.update(work_id, status=WorkStatus.FAILED, error=error.as_record())
+        log.warning("work_refused", code=error.code)
+        return
+    hashes, times = fingerprint.fingerprint_file(
+        path, info.demuxer, timeout=settings.cpu_task_time_limit_s
+    )
+    key = catalogue_landmarks_key(work_id)
+    aws.client("s3", settings).put_object(
+        Bucket=settings.media_bucket, Key=key, Body=pack_landmarks(hashes, times)
+    )
+    chunks = chunk_count(hashes)
+    work = catalogue.update(
+        work_id,
+        expect_status=[WorkStatus.FINGERPRINTING],
+        status=WorkStatus.INDEXING,
+        landmarks_key=key,
+        landmarks=len(hashes),
+        duration_s=round(info.duration_s, 2),
+        chunks=chunks,
+    )
+    if work:
+        start_indexing(work, key, chunks)
+        log.info("work_fingerprinted", landmarks=len(hashes), chunks=chunks)
+
+
+@app.task(
+    name="trackflow.index_work_chunk",
+    **_retrying(
+        queue=get_settings().queue(WorkerGroup.IO), time_limit=get_settings().io_task_time_limit_s
+    ),
+)
+def index_work_chunk(
+    self: Any, work_id: str, landmarks: str, chunk: int, chunks: int, remove: bool = False
+) -> None:
+    """Add (or delete) one chunk of a work's postings; idempotent."""
+    bind(work_id=work_id)
+    settings = get_settings()
+    catalogue = catalogue_store(settings)
+    work = catalogue.get(work_id)
+    if work is None:
+        return
+    if not remove and work["status"] == WorkStatus.REMOVED:
+        return  # removed while queued: its postings are being deleted
+    path = object_cache(settings).get(aws.client("s3", settings), settings.media_bucket, landmarks)
+    hashes, times = unpack_landmarks(path.read_bytes())
+    if catalogue.index_chunk(work, hashes, times, chunk, chunks, remove=remove):
+        log.info("work_indexed", title=work["title"])

@@ -1,0 +1,112 @@
+"""Copyright on the real stack: a registered work, re-encoded and cut short, is caught and the
+uploader is told which work and where; an unrelated upload by the same user is published."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from trackflow.cli.client import ApiClient
+from trackflow.media.samples import SampleTrack, write_track
+
+from tests.support import audio
+from tests.support.stack import client_for, emails_to, upload_and_wait, wait_for
+from trackflow.settings import Settings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("stack")]
+
+
+def register_work(admin: ApiClient, path: Path, title: str, owner: str) -> dict:
+    created = admin.request(
+        "POST",
+        "/v1/catalogue/works",
+        json={"title": title, "owner": owner, "filename": path.name, "content_type": "audio/flac"},
+    )
+    admin.send_file(created["upload"], path)
+    work_id = created["work"]["work_id"]
+
+    def indexed() -> dict | None:
+        work = admin.request("GET", f"/v1/catalogue/works/{work_id}")
+        assert work["status"] != "failed", work
+        return work if work["status"] == "active" else None
+
+    return wait_for(indexed, timeout_s=180)
+
+
+def test_a_registered_work_reencoded_and_cut_is_rejected_with_where_it_matched(
+    settings: Settings, tmp_path: Path
+):
+    reference = audio.encode(
+        audio.music(tmp_path / "ref.wav", seconds=45.0, seed=4242),
+        "flac",
+        tmp_path,
+        name="reference",
+    )
+    admin = client_for(settings, "admin")
+    work = register_work(admin, reference, "Protected Anthem", "big-label")
+    assert work["landmarks"] > 1000
+    excerpt = tmp_path / "my new song.mp3"
+    audio.ffmpeg(
+        "-ss",
+        "17",
+        "-t",
+        "20",
+        "-i",
+        str(reference),
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        "128k",
+        str(excerpt),
+    )
+    pirate = client_for(settings, "e2e-pirate")
+    track = upload_and_wait(pirate, excerpt)
+    assert track["status"] == "rejected"
+    assert track["error"]["code"] == "copyright_match"
+    assert "Protected Anthem" in track["error"]["message"]
+    [match] = track["copyright"]["matches"]
+    assert (match["work_id"], match["owner"]) == (work["work_id"], "big-label")
+    assert match["work_offset_s"] - match["upload_offset_s"] == pytest.approx(17.0, abs=0.1)
+    assert match["matched_s"] > 15
+    assert not [name for name in track["outputs"] if name.startswith("audio/")]
+    for step in ("transcode_128", "index_track", "publish_feed"):
+        assert track["steps"][step]["status"] == "skipped"
+    [email] = wait_for(lambda: emails_to(settings, "e2e-pirate@users.trackflow.local"))
+    assert "was not published" in email["subject"]
+    # the same user's own music is published
+    own = write_track(SampleTrack("Original", "Pirate", seconds=8, seed=999), tmp_path / "o.mp3")
+    assert upload_and_wait(pirate, own)["status"] == "published"
+
+
+def test_a_published_track_protects_its_uploader(settings: Settings, tmp_path: Path):
+    """Published tracks join the catalogue: another user's re-upload is caught, the owner's own
+    re-upload is not."""
+    song = write_track(
+        SampleTrack("Home Grown", "Alice", seconds=15, seed=31337), tmp_path / "home grown.mp3"
+    )
+    alice = client_for(settings, "e2e-owner")
+    published = upload_and_wait(alice, song)
+    assert published["status"] == "published"
+    work_id = published["catalogue"]["work_id"]
+    admin = client_for(settings, "admin")
+    wait_for(
+        lambda: admin.request("GET", f"/v1/catalogue/works/{work_id}")["status"] == "active",
+        timeout_s=120,
+    )
+    copy = upload_and_wait(client_for(settings, "e2e-copycat"), song)
+    assert copy["status"] == "rejected"
+    assert copy["copyright"]["matches"][0]["work_id"] == work_id
+    again = upload_and_wait(alice, song)
+    assert again["status"] == "published"
+    assert work_id in again["copyright"]["own_works"]
+
+
+def test_only_administrators_manage_the_catalogue(settings: Settings):
+    from trackflow.cli.client import ApiError
+
+    user = client_for(settings, "e2e-nobody")
+    with pytest.raises(ApiError) as refused:
+        user.request("GET", "/v1/catalogue/works")
+    assert refused.value.status == 403
+    with pytest.raises(ApiError):
+        user.request("GET", "/v1/reviews")
