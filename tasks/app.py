@@ -78,10 +78,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # a host name is not taken for a local endpoint by the backend's URL parser
         "dynamodb_endpoint_url": settings.endpoint_url,
         "result_expires": 86400,
-        # The last header task joins the header's results before starting a chord's body. The
-        # default 3 s is too short for a loaded backend, and a join that times out fails the
-        # chord: its body (the next steps) would never run.
-        "result_chord_join_timeout": 120.0,
+        # A step's outcome lives in its track's record; storing it again as a Celery result
+        # would cost two DynamoDB writes a task for nothing.
+        "task_ignore_result": True,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -102,7 +101,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-app = Celery("trackflow", include=["trackflow.tasks.steps", "trackflow.tasks.catalogue"])
+app = Celery(
+    "trackflow",
+    include=[
+        "trackflow.tasks.steps",
+        "trackflow.tasks.catalogue",
+        "trackflow.tasks.feeds",
+        "trackflow.tasks.control",
+    ],
+)
 app.config_from_object(celery_config(get_settings()))
 
 

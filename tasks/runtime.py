@@ -27,7 +27,7 @@ from trackflow.tasks.app import app
 from trackflow.tasks.cache import ObjectCache
 
 from trackflow import aws
-from trackflow.errors import InputRejected, NotReady, TrackflowError
+from trackflow.errors import InputRejected, NotReady, TrackflowError, WaitForSlot
 from trackflow.keys import media_key
 from trackflow.logs import bind, get_logger, unbind
 from trackflow.settings import Lane, Settings, get_settings
@@ -67,9 +67,12 @@ class StepResult:
 class StepContext:
     """A step's view of its track: inputs fetched on demand, outputs stored under fixed keys."""
 
-    def __init__(self, track: dict[str, Any], step: str, settings: Settings, workdir: Path):
+    def __init__(
+        self, track: dict[str, Any], step: str, settings: Settings, workdir: Path, task_id: str
+    ) -> None:
         self.track = track
         self.step = step
+        self.task_id = task_id  # stable across the retries of one message
         self.settings = settings
         self.workdir = workdir
         self._gate: probe.AudioInfo | None = None
@@ -181,8 +184,9 @@ def run_step(
     settings = get_settings()
     store = track_store(settings)
     begun = store.begin_step(track_id, name, runs_when=runs_when)
-    if begun.outcome is StepStart.DONE:
+    if begun.outcome is StepStart.DONE:  # a redelivery: make sure what follows was started
         log.info("step_already_done")
+        advance(store, begun.track)
         return
     if begun.outcome is StepStart.SKIP:
         if begun.track["steps"][name]["status"] not in STEP_DONE:
@@ -193,7 +197,7 @@ def run_step(
     log.info("step_started", attempt=track["steps"][name]["attempts"])
     workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_workdir_root(settings)))
     try:
-        result = body(StepContext(track, name, settings, workdir))
+        result = body(StepContext(track, name, settings, workdir, task.request.id or ""))
         done = store.finish_step(
             track_id,
             name,
@@ -203,6 +207,7 @@ def run_step(
         )
         log.info("step_succeeded", duration_s=done["steps"][name].get("duration_s"))
         maybe_publish(store, done)
+        advance(store, done)
     except InputRejected as error:
         log.warning("step_rejected_input", code=error.code, reason=error.message)
         fail_track(track, name, error.as_record())
@@ -213,6 +218,11 @@ def run_step(
         )
     except Retry:
         raise
+    except WaitForSlot as wait:  # a reserved slot later on: not a failed attempt
+        log.info("step_waiting_for_slot", delay_s=round(wait.retry_after_s, 2))
+        raise task.retry(
+            countdown=wait.retry_after_s, max_retries=task.request.retries + 1
+        ) from None
     except RETRYABLE as error:
         _retry_or_fail(task, track, name, error)
     except Exception as error:  # a bug or a failure we did not foresee: bounded retries
@@ -262,9 +272,20 @@ def fail_track(track: Mapping[str, Any], name: str | None, error: Mapping[str, A
         if name:
             store.end_step(track["track_id"], name, StepStatus.FAILED, error)
         return
+    notify_outcome(failed)
+
+
+def notify_outcome(track: Mapping[str, Any]) -> None:
+    """Send the email step on its own: the track ended before publication would have run it."""
     from trackflow.tasks.workflow import notify_signature
 
     notify_signature(track["track_id"], Lane(track.get("lane", Lane.STANDARD))).apply_async()
+
+
+def advance(store: TrackStore, track: dict[str, Any]) -> None:
+    from trackflow.tasks.workflow import advance as start_next_stage
+
+    start_next_stage(store, track)
 
 
 def maybe_publish(store: TrackStore, track: Mapping[str, Any]) -> None:

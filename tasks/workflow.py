@@ -1,28 +1,35 @@
-"""The workflow of one upload, drawn as Celery canvas: the product's picture of it.
+"""The workflow of one upload, stage by stage, as Celery canvas.
 
-    extract_metadata -> resize_artwork  ---\
-    analyse_waveform -> normalise_audio ----> transcode_128 | 192 | 320 --> index_track
-    check_copyright ----------------------/                                  publish_feed
-                                                                             notify_uploader
+    checks:       extract_metadata -> resize_artwork
+                  analyse_waveform -> normalise_audio        side by side
+                  check_copyright
+    renditions:   transcode_128 | transcode_192 | transcode_320   (only if the checks passed)
+    publication:  index_track | publish_feed | notify_uploader
 
-Tags and artwork, and the audio analysis with the copyright check, run side by side; only when
-both have passed are the renditions made; then the track is published. Each join is a chord,
-the second one the body of the first (a chord inside a chord's header, or a group chained after
-a group, is counted unreliably by Celery). Signatures carry only
-the track id; each step reads what it needs from the track record and S3, and routes to its
-worker group's queue in the track's lane.
+Each stage is a group of chains. The join between stages is not a Celery chord: a chord's
+counter counts completion events, and redeliveries and retried writes made it start bodies
+early or never (measured: tracks stuck in processing). Instead, the step that ends a stage
+records it in the track, and one conditional write decides who starts the next stage, exactly
+once. Signatures carry only the track id, and route to the step's worker group in the track's
+lane.
 """
 
 from __future__ import annotations
 
-from celery import chain, chord, group
+from typing import Any
+
+from celery import chain, group
 from celery.canvas import Signature
 from trackflow.tasks import steps
 
+from trackflow.logs import get_logger
 from trackflow.settings import Lane, get_settings
-from trackflow.track import STEP_BY_NAME
+from trackflow.state.tracks import TrackStore
+from trackflow.track import ACTIVE, STAGES, STEP_BY_NAME, Stage, first_unfinished_stage
 
-__all__ = ["build_workflow", "continue_after_review", "notify_signature"]
+__all__ = ["advance", "build_workflow", "launch_stage", "notify_signature", "stage_signature"]
+
+log = get_logger(__name__)
 
 
 def _step(name: str, track_id: str, lane: Lane) -> Signature:
@@ -30,29 +37,37 @@ def _step(name: str, track_id: str, lane: Lane) -> Signature:
     return task.si(track_id).set(queue=get_settings().queue(STEP_BY_NAME[name].group, lane))
 
 
+def stage_signature(track_id: str, lane: Lane, stage: Stage) -> Signature:
+    return group(chain(*(_step(n, track_id, lane) for n in branch)) for branch in stage.branches)
+
+
 def build_workflow(track_id: str, lane: Lane = Lane.STANDARD) -> Signature:
-    def s(name: str) -> Signature:
-        return _step(name, track_id, lane)
-
-    analysis = group(
-        chain(s("extract_metadata"), s("resize_artwork")),
-        chain(s("analyse_waveform"), s("normalise_audio")),
-        s("check_copyright"),
-    )
-    return chord(analysis, continue_after_review(track_id, lane))
+    """Where every upload starts: the checks."""
+    return stage_signature(track_id, lane, STAGES[0])
 
 
-def continue_after_review(track_id: str, lane: Lane = Lane.STANDARD) -> Signature:
-    """Renditions, then publication: the rest of the workflow once the checks have passed (and
-    what a reviewer's approval releases)."""
+def launch_stage(
+    store: TrackStore, track: dict[str, Any], stage: Stage, *, force: bool = False
+) -> bool:
+    """Start ``stage`` unless it was started before (``force``: start it again regardless, as the
+    sweeper does for a stage whose messages were lost)."""
+    if not force and not store.claim_stage(track["track_id"], stage.name):
+        return False
+    lane = Lane(track.get("lane", Lane.STANDARD))
+    stage_signature(track["track_id"], lane, stage).apply_async()
+    log.info("stage_launched", track_id=track["track_id"], stage=stage.name)
+    return True
 
-    def s(name: str) -> Signature:
-        return _step(name, track_id, lane)
 
-    renditions = group(s("transcode_128"), s("transcode_192"), s("transcode_320"))
-    return chord(renditions, group(s("index_track"), s("publish_feed"), s("notify_uploader")))
+def advance(store: TrackStore, track: dict[str, Any]) -> None:
+    """After a step ended: if its stage is over, start the next one (once)."""
+    if track["status"] not in ACTIVE:
+        return  # ended, or held for review: nothing more runs unless someone releases it
+    stage = first_unfinished_stage(track["steps"])
+    if stage is not None and stage.name not in track.get("stages", {}):
+        launch_stage(store, track, stage)
 
 
 def notify_signature(track_id: str, lane: Lane = Lane.STANDARD) -> Signature:
-    """The uploader's email alone: for a track that failed before publication could start."""
+    """The uploader's email alone: for a track that ended before publication."""
     return _step("notify_uploader", track_id, lane)

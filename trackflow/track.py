@@ -15,12 +15,15 @@ from trackflow.settings import WorkerGroup
 
 __all__ = [
     "ACTIVE",
+    "STAGES",
     "STEPS",
     "STEP_NAMES",
     "TERMINAL",
+    "Stage",
     "Status",
     "StepSpec",
     "StepStatus",
+    "first_unfinished_stage",
     "progress",
     "public_record",
 ]
@@ -75,6 +78,48 @@ STEP_NAMES: tuple[str, ...] = tuple(step.name for step in STEPS)
 STEP_BY_NAME: Mapping[str, StepSpec] = {step.name: step for step in STEPS}
 TRANSCODE_STEPS: tuple[str, ...] = ("transcode_128", "transcode_192", "transcode_320")
 PUBLISH_STEPS: tuple[str, ...] = ("index_track", "publish_feed", "notify_uploader")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Branches that run side by side, each a chain of steps; the stage is over when every
+    step in it has ended, and only then does the next stage start."""
+
+    name: str
+    branches: tuple[tuple[str, ...], ...]
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        return tuple(step for branch in self.branches for step in branch)
+
+
+# The product's picture: tags and artwork, beside the audio analysis and the copyright check;
+# only when both have passed, the renditions; then publication.
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        "checks",
+        (
+            ("extract_metadata", "resize_artwork"),
+            ("analyse_waveform", "normalise_audio"),
+            ("check_copyright",),
+        ),
+    ),
+    Stage("renditions", tuple((step,) for step in TRANSCODE_STEPS)),
+    Stage("publication", tuple((step,) for step in PUBLISH_STEPS)),
+)
+STAGE_BY_NAME: Mapping[str, Stage] = {stage.name: stage for stage in STAGES}
+
+
+def first_unfinished_stage(steps: Mapping[str, Mapping[str, Any]]) -> Stage | None:
+    """The earliest stage with a step that has not ended (None once all have)."""
+    return next(
+        (
+            stage
+            for stage in STAGES
+            if any(steps.get(name, {}).get("status") not in STEP_DONE for name in stage.steps)
+        ),
+        None,
+    )
 
 
 def progress(status: str, steps: Mapping[str, Mapping[str, Any]]) -> int:

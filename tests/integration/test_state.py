@@ -106,13 +106,26 @@ def test_transitions_only_move_forward(tracks: TrackStore):
 
 def test_one_email_claim_per_outcome(tracks: TrackStore):
     track_id = _track(tracks)
-    assert tracks.claim_notification(track_id, "published", lease_s=60) == "claimed"
-    assert tracks.claim_notification(track_id, "published", lease_s=60) == "busy"
+    now = time.time()
+    claim = tracks.claim_notification(
+        track_id, "published", owner="task-1", slot_at=now, lease_s=60
+    )
+    assert claim["owner"] == "task-1"
+    other = tracks.claim_notification(
+        track_id, "published", owner="task-2", slot_at=now, lease_s=60
+    )
+    assert other["owner"] == "task-1"  # held by the first sender
+    renewed = tracks.claim_notification(
+        track_id, "published", owner="task-1", slot_at=now + 1, lease_s=60
+    )
+    assert renewed["slot_at"] == pytest.approx(now + 1)  # its holder may come back to it
     tracks.confirm_notification(track_id, "published", {"state": "sent"})
-    assert tracks.claim_notification(track_id, "published", lease_s=60) == "sent"
-    other = _track(tracks)
-    assert tracks.claim_notification(other, "failed", lease_s=-1) == "claimed"
-    assert tracks.claim_notification(other, "failed", lease_s=60) == "claimed"  # lease ran out
+    late = tracks.claim_notification(track_id, "published", owner="task-3", slot_at=now, lease_s=60)
+    assert late["state"] == "sent"
+    orphan = _track(tracks)
+    tracks.claim_notification(orphan, "failed", owner="dead", slot_at=now - 100, lease_s=1)
+    taken = tracks.claim_notification(orphan, "failed", owner="alive", slot_at=now, lease_s=60)
+    assert taken["owner"] == "alive"  # the lease of a sender that died ran out
 
 
 def test_catalogue_indexes_in_chunks_finds_and_removes_works(settings: Settings):

@@ -138,9 +138,40 @@ class TrackStore:
             track = self.get(track_id)
         return track
 
-    def mark_launched(self, track_id: str, workflow_id: str) -> None:
-        u = Update().set("launch", {"workflow_id": workflow_id, "at": now_iso()})
+    def mark_launched(self, track_id: str) -> None:
+        self.mark(track_id, launch={"at": now_iso()})
+
+    def claim_stage(self, track_id: str, stage: str) -> bool:
+        """Record that ``stage`` started; True for the one caller that got to record it."""
+        u = Update()
+        u.where(f"attribute_not_exists({u.path('stages', stage)})")
+        u.set(("stages", stage), now_iso())
+        return self._update(track_id, u) is not None
+
+    def mark(self, track_id: str, **fields: Any) -> None:
+        """Set bookkeeping fields of an existing track."""
+        u = Update()
+        for name, value in fields.items():
+            u.set(name, value)
+        u.where("attribute_exists(track_id)")
         self._update(track_id, u)
+
+    def clear(self, track_id: str, *names: str) -> None:
+        """Remove fields that no longer hold (a reprocessed track's old error)."""
+        u = Update()
+        for name in names:
+            u.remove(name)
+        self._update(track_id, u)
+
+    def claim_resume(self, track_id: str, *, seen_updated_at: str) -> dict[str, Any] | None:
+        """Take a stalled track for resuming, if nobody touched it since ``seen_updated_at``."""
+        u = Update()
+        u.where(f"{u.path('updated_at')} = {u.value(seen_updated_at)}")
+        u.increment("resumes").set("updated_at", now_iso()).remove("launch")
+        return self._update(track_id, u)
+
+    def delete(self, track_id: str) -> None:
+        self._db.delete_item(TableName=self._table, Key=to_item({"track_id": track_id}))
 
     def begin_step(
         self, track_id: str, step: str, *, runs_when: Iterable[Status] = ACTIVE
@@ -247,31 +278,30 @@ class TrackStore:
                 self.skip_pending(fresh)
 
     # --- notifications: at most one email per outcome ---------------------------------------
-    def claim_notification(self, track_id: str, outcome: str, lease_s: int) -> str:
-        """Claim the right to send ``outcome``'s email: 'claimed', 'sent' or 'busy'.
-
-        A claim whose lease ran out (its sender died before confirming) can be taken again.
-        """
-        now = time.time()
+    def claim_notification(
+        self, track_id: str, outcome: str, *, owner: str, slot_at: float, lease_s: float
+    ) -> dict[str, Any]:
+        """Claim the right to send ``outcome``'s email at ``slot_at`` for ``owner`` (a task id);
+        returns the claim as it stands, ours or another's. A claim whose lease ran out (its
+        sender died before confirming) can be taken over."""
         u = Update()
         entry = u.path("notifications", outcome)
+        state = u.path("notifications", outcome, "state")
+        lease = u.path("notifications", outcome, "lease_until")
+        holder = u.path("notifications", outcome, "owner")
         u.where(
-            f"attribute_not_exists({entry}) OR "
-            f"({u.path('notifications', outcome, 'state')} = {u.value('sending')} AND "
-            f"{u.path('notifications', outcome, 'lease_until')} < {u.value(now)})"
+            f"attribute_not_exists({entry}) OR ({state} = {u.value('sending')} AND "
+            f"({lease} < {u.value(time.time())} OR {holder} = {u.value(owner)}))"
         )
-        u.set(("notifications", outcome), {"state": "sending", "lease_until": now + lease_s})
-        if self._update(track_id, u) is not None:
-            return "claimed"
-        track = self.get(track_id) or {}
-        state = track.get("notifications", {}).get(outcome, {}).get("state")
-        return "sent" if state in ("sent", "suppressed") else "busy"
-
-    def release_notification(self, track_id: str, outcome: str) -> None:
-        """Give a claim back unused (sending must wait), so that the next try can take it."""
-        u = Update().remove(("notifications", outcome))
-        u.where(f"{u.path('notifications', outcome, 'state')} = {u.value('sending')}")
-        self._update(track_id, u)
+        claim = {
+            "state": "sending",
+            "owner": owner,
+            "slot_at": slot_at,
+            "lease_until": slot_at + lease_s,
+        }
+        u.set(("notifications", outcome), claim)
+        track = self._update(track_id, u) or self.get(track_id) or {}
+        return track.get("notifications", {}).get(outcome, {})
 
     def confirm_notification(self, track_id: str, outcome: str, record: Mapping[str, Any]) -> None:
         self._update(track_id, Update().set(("notifications", outcome), dict(record)))
