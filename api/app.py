@@ -11,21 +11,22 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
-from trackflow.tasks import control
+from pydantic import BaseModel, EmailStr, Field
+from trackflow.tasks import control, recovery
 from trackflow.tasks.catalogue import catalogue_store
 
 from trackflow import aws
 from trackflow.auth import AuthError, Principal, verify_token
-from trackflow.keys import TRACK_ID, WORK_ID, catalogue_key, safe_filename, upload_key
+from trackflow.keys import TRACK_ID, USER_ID, WORK_ID, catalogue_key, safe_filename, upload_key
 from trackflow.logs import get_logger
+from trackflow.search import open_search
 from trackflow.settings import Lane, Settings, get_settings
 from trackflow.state.catalogue import WorkStatus
 from trackflow.state.dynamo import now_iso
-from trackflow.state.social import decode_cursor, encode_cursor
+from trackflow.state.social import SocialStore, decode_cursor, encode_cursor
 from trackflow.state.tracks import TrackStore
 from trackflow.state.users import UserStore
-from trackflow.track import Status, initial_steps, public_record
+from trackflow.track import TERMINAL, Status, initial_steps, public_record
 
 __all__ = ["create_app"]
 
@@ -86,6 +87,28 @@ class ReviewDecision(BaseModel):
     note: str = Field("", max_length=2000)
 
 
+class SearchPage(BaseModel):
+    hits: list[dict[str, Any]]
+    total: int
+    offset: int
+    limit: int
+
+
+class FeedPage(BaseModel):
+    entries: list[dict[str, Any]]
+    next_cursor: str | None = None
+
+
+class ProfileUpdate(BaseModel):
+    email: EmailStr | None = None
+    email_opt_out: bool | None = None
+
+
+class AccountUpdate(BaseModel):
+    priority: bool | None = None
+    email: EmailStr | None = None
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -108,6 +131,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     tracks = TrackStore(aws.client("dynamodb", settings), settings.table("tracks"))
     users = UserStore(aws.client("dynamodb", settings), settings.table("users"))
+    social = SocialStore(
+        aws.client("dynamodb", settings), settings.table("follows"), settings.table("feeds")
+    )
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
@@ -219,6 +245,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "outputs": {},
             "renditions": {},
             "notifications": {},
+            "stages": {},
             "created_at": now,
             "updated_at": now,
         }
@@ -304,5 +331,96 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise ApiError(400, "bad_cursor", "the cursor belongs to another listing")
         items, last = tracks.list_for_owner(caller.user_id, limit=limit, cursor=start)
         return TrackList(tracks=[public_record(t) for t in items], next_cursor=encode_cursor(last))
+
+    @app.delete("/v1/tracks/{track_id}", status_code=202)
+    def delete_track(track_id: str, caller: Caller) -> dict[str, str]:
+        """Delete a track that has finished processing: it leaves search, feeds and the
+        catalogue at once; its files go in the background."""
+        track = own_track(track_id, caller)
+        if track["status"] not in (*TERMINAL, Status.AWAITING_UPLOAD):
+            raise ApiError(409, "busy", "the track is still being processed; delete it after")
+        control.delete_track(track)
+        return {"track_id": track_id, "status": "deleting"}
+
+    @app.post("/v1/tracks/{track_id}/reprocess", status_code=202)
+    def reprocess_track(track_id: str, caller: Caller) -> dict[str, Any]:
+        """Run the track's workflow again (idempotent: outputs are replaced in place, no email or
+        feed entry is sent twice)."""
+        own_track(track_id, caller)
+        track = recovery.reprocess(track_id, settings)
+        if track is None:
+            raise ApiError(
+                409,
+                "not_reprocessable",
+                "only an uploaded track that is not held "
+                "for review or already queued can be reprocessed",
+            )
+        return public_record(track)
+
+    # --- search, follows and feeds --------------------------------------------------------------
+    @app.get("/v1/search", response_model=SearchPage)
+    def search(
+        caller: Caller,
+        q: Annotated[str, Query(min_length=1, max_length=200)],
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
+    ) -> SearchPage:
+        """Published tracks, ranked; prefix matching as you type, blind to case and accents."""
+        hits, total = open_search(settings).search(q, limit=limit, offset=offset)
+        return SearchPage(
+            hits=[h.as_record() for h in hits], total=total, offset=offset, limit=limit
+        )
+
+    def known_user(user_id: str) -> str:
+        if not USER_ID.match(user_id) or users.get(user_id) is None:
+            raise ApiError(404, "not_found", "no such user")
+        return user_id
+
+    @app.post("/v1/users/{user_id}/followers", status_code=204)
+    def follow(user_id: str, caller: Caller) -> None:
+        """The caller follows ``user_id``: their next published tracks reach the caller's feed."""
+        if known_user(user_id) == caller.user_id:
+            raise ApiError(400, "self_follow", "you cannot follow yourself")
+        users.ensure(caller.user_id, email=caller.email)
+        social.follow(user_id, caller.user_id)
+
+    @app.delete("/v1/users/{user_id}/followers", status_code=204)
+    def unfollow(user_id: str, caller: Caller) -> None:
+        """The caller stops following ``user_id``."""
+        social.unfollow(known_user(user_id), caller.user_id)
+
+    @app.get("/v1/feed", response_model=FeedPage)
+    def feed(
+        caller: Caller,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    ) -> FeedPage:
+        """Tracks published by the people the caller follows, newest first."""
+        start = parse_cursor(cursor)
+        if start and start.get("user_id") != caller.user_id:
+            raise ApiError(400, "bad_cursor", "the cursor belongs to another feed")
+        entries, last = social.feed(caller.user_id, limit=limit, cursor=start)
+        for entry in entries:
+            entry.pop("expires_at", None)
+            entry.pop("user_id", None)
+        return FeedPage(entries=entries, next_cursor=encode_cursor(last))
+
+    # --- accounts -------------------------------------------------------------------------------
+    @app.get("/v1/me")
+    def me(caller: Caller) -> dict[str, Any]:
+        """The caller's profile."""
+        return users.ensure(caller.user_id, email=caller.email)
+
+    @app.patch("/v1/me")
+    def update_me(update: ProfileUpdate, caller: Caller) -> dict[str, Any]:
+        """Change the caller's email address or opt out of (or back into) emails."""
+        return users.update(caller.user_id, **update.model_dump(exclude_none=True))
+
+    @app.patch("/v1/users/{user_id}")
+    def update_account(user_id: str, update: AccountUpdate, caller: Admin) -> dict[str, Any]:
+        """Administrators: flag an account as priority (its uploads get their own lane)."""
+        if not USER_ID.match(user_id):
+            raise ApiError(404, "not_found", "no such user")
+        return users.update(user_id, **update.model_dump(exclude_none=True))
 
     return app

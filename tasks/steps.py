@@ -9,25 +9,23 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 from trackflow.media import artwork, fingerprint, loudness, probe, tags, transcode, waveform
 from trackflow.media.ffmpeg import LoudnessStats
-from trackflow.tasks.app import app
 from trackflow.tasks.catalogue import catalogue_store, start_indexing
-from trackflow.tasks.runtime import StepContext, StepResult, step, track_store
+from trackflow.tasks.feeds import fan_out, feed_entry
+from trackflow.tasks.runtime import StepContext, StepResult, notify_outcome, step, track_store
 
 from trackflow import aws
 from trackflow.copyright import judge
 from trackflow.emails import compose
-from trackflow.errors import NotReady
+from trackflow.errors import NotReady, WaitForSlot
 from trackflow.logs import get_logger
 from trackflow.search import TrackDocument, open_search
-from trackflow.settings import Lane, Settings, WorkerGroup, get_settings
+from trackflow.settings import Lane
 from trackflow.state.catalogue import WorkStatus, chunk_count, pack_landmarks, unpack_landmarks
 from trackflow.state.dynamo import now_iso
 from trackflow.state.ratelimit import RateLimiter
-from trackflow.state.social import SocialStore
 from trackflow.state.users import UserStore
 from trackflow.track import TRANSCODE_STEPS, Status
 
@@ -167,6 +165,7 @@ def check_copyright(ctx: StepContext) -> StepResult:
             },
         )
         log.warning("copyright_match", work=verdict.matches[0]["work_id"])
+        notify_outcome(ctx.track)
     elif verdict.outcome == "review":
         store.transition(
             ctx.track_id,
@@ -251,69 +250,14 @@ def index_track(ctx: StepContext) -> StepResult:
     )
 
 
-def _social(settings: Settings) -> SocialStore:
-    return SocialStore(
-        aws.client("dynamodb", settings), settings.table("follows"), settings.table("feeds")
-    )
-
-
-def feed_entry(track: dict[str, Any]) -> dict[str, Any]:
-    tags_ = track.get("metadata", {}).get("tags", {})
-    return {
-        "entry": SocialStore.entry_key(track["created_at"], track["track_id"]),
-        "track_id": track["track_id"],
-        "owner": track["owner"],
-        "title": tags_.get("title") or track.get("filename", ""),
-        "artist": tags_.get("artist", ""),
-        "created_at": track["created_at"],
-    }
-
-
 @step("publish_feed")
 def publish_feed(ctx: StepContext) -> StepResult:
-    """Fan the track out to the followers' feeds, one bounded page per task."""
+    """Put the track in every follower's feed, one bounded page of followers per task."""
     ctx.require("extract_metadata", *TRANSCODE_STEPS)
-    s = ctx.settings
-    social = _social(s)
-    entry = feed_entry(ctx.track)
-    followers, after = social.followers(ctx.track["owner"], limit=s.feed_fanout_batch)
-    social.add_entries(followers, entry)
-    pages = 1
-    cursor = after
-    while cursor:  # larger audiences: each further page is a task of its own
-        page, next_cursor = social.followers(
-            ctx.track["owner"], limit=s.feed_fanout_batch, after=cursor
-        )
-        if page:
-            lane = Lane(ctx.track.get("lane", Lane.STANDARD))
-            fan_out_feed.apply_async(
-                (ctx.track_id, cursor, page[-1]), queue=s.queue(WorkerGroup.IO, lane)
-            )
-            pages += 1
-        cursor = next_cursor
+    pages = fan_out(
+        ctx.track["owner"], feed_entry(ctx.track), Lane(ctx.track.get("lane", Lane.STANDARD))
+    )
     return StepResult(fields={"feed": {"pages": pages, "published_at": now_iso()}})
-
-
-@app.task(
-    name="trackflow.fan_out_feed",
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=8,
-    autoretry_for=(Exception,),
-    retry_backoff=True,
-    retry_backoff_max=30,
-)
-def fan_out_feed(self: Any, track_id: str, after: str, up_to: str) -> int:
-    """Deliver one page of feed entries: followers after ``after`` up to ``up_to``, inclusive."""
-    s = get_settings()
-    track = track_store(s).get(track_id)
-    if track is None or track["status"] in (Status.REJECTED, Status.FAILED):
-        return 0
-    social = _social(s)
-    followers, _ = social.followers(track["owner"], limit=s.feed_fanout_batch, after=after)
-    page = [f for f in followers if f <= up_to]
-    return social.add_entries(page, feed_entry(track))
 
 
 @step(
@@ -329,24 +273,38 @@ def notify_uploader(ctx: StepContext) -> StepResult:
         ctx.require(*TRANSCODE_STEPS)
         outcome = "published"
     store = track_store(s)
-    claim = store.claim_notification(ctx.track_id, outcome, lease_s=s.io_task_time_limit_s)
-    if claim == "busy":
-        raise NotReady("another worker is sending this email")
-    if claim == "sent":
+    claim = ctx.track.get("notifications", {}).get(outcome, {})
+    if claim.get("state") in ("sent", "suppressed"):
         return StepResult()
+    if claim.get("owner") != ctx.task_id:  # no slot of ours yet: reserve one, then claim
+        user = UserStore(aws.client("dynamodb", s), s.table("users")).ensure(ctx.track["owner"])
+        if user.get("email_opt_out"):
+            store.confirm_notification(
+                ctx.track_id, outcome, {"state": "suppressed", "at": now_iso()}
+            )
+            return StepResult()
+        limiter = RateLimiter(
+            aws.client("dynamodb", s), s.table("idempotency"), "ses", s.email_rate_per_s
+        )
+        wait = limiter.reserve(max_wait_s=s.retry_backoff_max_s)
+        if wait is None:
+            raise NotReady("the email send rate is booked up: trying again later")
+        claim = store.claim_notification(
+            ctx.track_id,
+            outcome,
+            owner=ctx.task_id,
+            slot_at=time.time() + wait,
+            lease_s=s.io_task_time_limit_s,
+        )
+        if claim.get("state") in ("sent", "suppressed"):
+            return StepResult()
+        if claim.get("owner") != ctx.task_id:
+            raise NotReady("another worker is sending this email")
+    delay = claim["slot_at"] - time.time()
+    if delay > 1.0:
+        raise WaitForSlot(delay)  # come back for the reserved slot instead of holding a worker
+    time.sleep(max(0.0, delay))  # our slot: sending earlier would exceed the account's rate
     user = UserStore(aws.client("dynamodb", s), s.table("users")).ensure(ctx.track["owner"])
-    if user.get("email_opt_out"):
-        store.confirm_notification(ctx.track_id, outcome, {"state": "suppressed", "at": now_iso()})
-        return StepResult()
-    limiter = RateLimiter(
-        aws.client("dynamodb", s), s.table("idempotency"), "ses", s.email_rate_per_s
-    )
-    wait = limiter.reserve(max_wait_s=2.0)
-    if wait is None:
-        store.release_notification(ctx.track_id, outcome)
-        raise NotReady("the email send rate is used up: queued for a later slot")
-    if wait > 0:
-        time.sleep(wait)  # our reserved slot: sending earlier would exceed the account's rate
     email = compose(outcome, ctx.track, s.link_base)
     response = aws.client("ses", s).send_email(
         Source=s.email_sender,

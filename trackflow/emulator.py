@@ -7,7 +7,9 @@ listen beyond the loopback; the consumer checks size, ownership and content itse
 from __future__ import annotations
 
 import json
+import logging
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,37 +18,76 @@ from typing import Any
 __all__ = ["EmulatorServer", "port_in_use", "sent_emails", "wait_until_serving"]
 
 
+class _AtomicDynamoDB:
+    """WSGI middleware: one DynamoDB request at a time.
+
+    moto changes DynamoDB items in place, without locks, so concurrent requests on one item can
+    read it half written (seen here as Celery's chord counter losing its count); DynamoDB itself
+    applies every request atomically. Serialising DynamoDB requests restores that; they are
+    quick, and SQS long polls are left to run side by side.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+            return self._app(environ, start_response)
+        with self._lock:
+            result = self._app(environ, start_response)
+            try:
+                return [b"".join(result)]
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+
+
 class EmulatorServer:
     """A moto server in this process; ``start()`` returns once it answers."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 4566) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the emulator enforces no access control: loopback only")
-        import logging
-
         import moto.backends
-        from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
         # moto lists its package directory on every request to route it; the list never
         # changes while we run, and listing it was a quarter of the emulator's time per request.
         modules = tuple(moto.backends.list_of_moto_modules())
         moto.backends.list_of_moto_modules = lambda: modules
-
         self.host, self.port = host, port
-        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> EmulatorServer:
-        self._server.start()
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        app = _AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, daemon=True, name="emulator"
+        )
+        self._thread.start()
         wait_until_serving(self.url)
         return self
 
     def stop(self) -> None:
-        self._server.stop()
+        if self._server:
+            self._server.shutdown()
+        if self._thread:
+            self._thread.join()
 
 
 def port_in_use(host: str, port: int) -> bool:

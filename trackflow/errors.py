@@ -11,6 +11,7 @@ __all__ = [
     "NotReady",
     "TrackflowError",
     "TransientError",
+    "WaitForSlot",
 ]
 
 
@@ -41,6 +42,16 @@ class TransientError(TrackflowError):
 
     code = "transient_error"
     retryable = True
+
+
+class WaitForSlot(TransientError):
+    """A shared rate limit gave this task a slot in the future: run again then (not a failure)."""
+
+    code = "waiting_for_slot"
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"waiting {retry_after_s:.1f} s for a send slot")
+        self.retry_after_s = retry_after_s
 
 
 class NotReady(TransientError):

@@ -152,7 +152,9 @@ class Settings(BaseSettings):
     retry_backoff_max_s: int = 60
     broker_wait_time_s: int = 10  # SQS long poll
     cache_max_bytes: int = 10 * 1024**3  # each worker host's local copy of uploads
-    stuck_after_s: int = 3 * 3600  # a track in processing longer than this is stuck
+    stalled_after_s: int = 300  # nothing running and no change for this long: messages lost
+    stuck_after_s: int = 2400  # no change for this long, even with a step running (> limits)
+    sweep_interval_s: float = 60.0
 
     # --- publishing -------------------------------------------------------------------------
     email_sender: str = "trackflow@example.com"
