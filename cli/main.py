@@ -576,3 +576,304 @@ def review_approve(track_id: str, note: str, user: str, token: str | None, api: 
 def review_reject(track_id: str, note: str, user: str, token: str | None, api: str | None) -> None:
     """Confirm the match: TRACK_ID is rejected and its uploader told why."""
     _decide("reject", track_id, note, user, token, api)
+
+
+# --- search, follows, feeds and accounts -------------------------------------------------------
+@main.command()
+@click.argument("query")
+@with_identity
+@click.option("--limit", default=20, show_default=True)
+@click.option("--offset", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def search(
+    query: str,
+    user: str | None,
+    token: str | None,
+    api: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """Search published tracks (prefixes, any case, with or without accents)."""
+    with _client(user, token, api) as client:
+        try:
+            page = client.request(
+                "GET", "/v1/search", params={"q": query, "limit": limit, "offset": offset}
+            )
+        except ApiError as error:
+            _fail(error)
+    if as_json:
+        out.print_json(json.dumps(page))
+        return
+    table = Table(box=None, header_style="bold", title=f"{page['total']} tracks")
+    for column in ("title", "artist", "album", "uploader", "track"):
+        table.add_column(column)
+    for hit in page["hits"]:
+        table.add_row(hit["title"], hit["artist"], hit["album"], hit["uploader"], hit["track_id"])
+    out.print(table)
+
+
+@main.command()
+@click.argument("whom")
+@with_identity
+def follow(whom: str, user: str | None, token: str | None, api: str | None) -> None:
+    """Follow WHOM: their next tracks reach your feed."""
+    with _client(user, token, api) as client:
+        try:
+            client.request("POST", f"/v1/users/{whom}/followers")
+        except ApiError as error:
+            _fail(error)
+    err.print(f"[green]✓[/] following {whom}")
+
+
+@main.command()
+@click.argument("whom")
+@with_identity
+def unfollow(whom: str, user: str | None, token: str | None, api: str | None) -> None:
+    """Stop following WHOM."""
+    with _client(user, token, api) as client:
+        try:
+            client.request("DELETE", f"/v1/users/{whom}/followers")
+        except ApiError as error:
+            _fail(error)
+    err.print(f"[green]✓[/] no longer following {whom}")
+
+
+@main.command()
+@with_identity
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def feed(user: str | None, token: str | None, api: str | None, limit: int, as_json: bool) -> None:
+    """Your feed: tracks published by the people you follow, newest first."""
+    with _client(user, token, api) as client:
+        try:
+            page = client.request("GET", "/v1/feed", params={"limit": limit})
+        except ApiError as error:
+            _fail(error)
+    if as_json:
+        out.print_json(json.dumps(page))
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("when", "who", "title", "artist", "track"):
+        table.add_column(column)
+    for entry in page["entries"]:
+        table.add_row(
+            entry["created_at"][:16],
+            entry["owner"],
+            entry["title"],
+            entry["artist"],
+            entry["track_id"],
+        )
+    out.print(table)
+
+
+@main.command()
+@with_identity
+@click.option("--email", help="where your emails go")
+@click.option("--emails/--no-emails", "emails", default=None, help="opt in to or out of emails")
+def profile(
+    user: str | None, token: str | None, api: str | None, email: str | None, emails: bool | None
+) -> None:
+    """Show (or change) your profile."""
+    changes = {
+        k: v
+        for k, v in (("email", email), ("email_opt_out", None if emails is None else not emails))
+        if v is not None
+    }
+    with _client(user, token, api) as client:
+        try:
+            me = (
+                client.request("PATCH", "/v1/me", json=changes)
+                if changes
+                else client.request("GET", "/v1/me")
+            )
+        except ApiError as error:
+            _fail(error)
+    out.print_json(json.dumps(me))
+
+
+@main.command()
+@click.argument("account")
+@click.option("--priority/--no-priority", default=None, help="give ACCOUNT its own lane")
+@with_admin_identity
+def account(
+    account: str, priority: bool | None, user: str, token: str | None, api: str | None
+) -> None:
+    """Administrators: change ACCOUNT's flags."""
+    with _client(user, token, api) as client:
+        try:
+            updated = client.request(
+                "PATCH",
+                f"/v1/users/{account}",
+                json={} if priority is None else {"priority": priority},
+            )
+        except ApiError as error:
+            _fail(error)
+    out.print_json(json.dumps(updated))
+
+
+@main.command()
+@click.argument("track_id")
+@with_identity
+def reprocess(track_id: str, user: str | None, token: str | None, api: str | None) -> None:
+    """Run TRACK_ID's workflow again (outputs replaced in place, nothing sent twice)."""
+    with _client(user, token, api) as client:
+        try:
+            track = client.request("POST", f"/v1/tracks/{track_id}/reprocess")
+        except ApiError as error:
+            _fail(error)
+    err.print(f"[green]✓[/] {track_id} is {track['status']} again")
+
+
+# --- operations: these talk to AWS directly, with the operator's credentials ------------------
+@main.command()
+def sweep() -> None:
+    """Resume or fail tracks that stopped moving; admit uploads whose event was lost."""
+    from trackflow.tasks.recovery import sweep as run_sweep
+
+    configure_logging("sweep", level="WARNING")
+    out.print_json(json.dumps(run_sweep(get_settings()).as_record()))
+
+
+@main.command()
+def reconcile() -> None:
+    """Admit every uploaded object that never produced an event."""
+    from trackflow.tasks.recovery import reconcile as run_reconcile
+
+    configure_logging("reconcile", level="WARNING")
+    admitted = run_reconcile(get_settings())
+    err.print(f"[green]✓[/] admitted {len(admitted)} uploads")
+    for track_id in admitted:
+        out.print(track_id)
+
+
+@main.group()
+def dlq() -> None:
+    """Dead-letter queues: what is in them, and replaying it."""
+
+
+@dlq.command("list")
+@click.option("--limit", default=10, show_default=True, help="messages shown per queue")
+@click.option("--json", "as_json", is_flag=True)
+def dlq_list(limit: int, as_json: bool) -> None:
+    """How many messages each dead-letter queue holds, and the first few."""
+    from trackflow.deadletters import counts, peek
+
+    settings = get_settings()
+    waiting = counts(settings)
+    letters = {
+        q: [vars(letter) for letter in peek(settings, q, limit)] if n else []
+        for q, n in waiting.items()
+    }
+    if as_json:
+        out.print_json(json.dumps({"counts": waiting, "messages": letters}))
+        return
+    for queue, count in waiting.items():
+        out.print(f"[bold]{queue}[/]: {count}")
+        for letter in letters[queue]:
+            out.print(f"  {letter['message_id'][:8]} x{letter['receives']} {letter['summary']}")
+
+
+@dlq.command("redrive")
+@click.option("--queue", help="one source queue (default: all)")
+@click.option("--max", "limit", type=int, help="move at most this many a queue")
+def dlq_redrive(queue: str | None, limit: int | None) -> None:
+    """Move dead letters back to the queues they came from."""
+    from trackflow.deadletters import redrive
+
+    settings = get_settings()
+    queues = [queue] if queue else settings.all_queues
+    if queue and queue not in settings.all_queues:
+        raise click.BadParameter(f"one of {', '.join(settings.all_queues)}", param_hint="--queue")
+    for name in queues:
+        moved = redrive(settings, name, limit)
+        err.print(f"[green]✓[/] {name}: {moved} moved back")
+
+
+@main.command()
+@click.option("--uploads-per-hour", type=float, required=True)
+@click.option(
+    "--p95-wait",
+    "p95_wait",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="target: seconds 95% of tracks wait for a worker, in each group",
+)
+@click.option(
+    "--durations",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON of step -> seconds (default: measured by make bench)",
+)
+@click.option("--from-state", is_flag=True, help="use the step times of recent published tracks")
+@click.option("--cpu-concurrency", default=2, show_default=True, help="slots per CPU task")
+@click.option("--io-concurrency", default=4, show_default=True, help="slots per I/O task")
+@click.option(
+    "--tfvars",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="write the services' scaling to this tfvars file",
+)
+def capacity(
+    uploads_per_hour: float,
+    p95_wait: float,
+    durations: Path | None,
+    from_state: bool,
+    cpu_concurrency: int,
+    io_concurrency: int,
+    tfvars: Path | None,
+) -> None:
+    """Workers each queue group needs for a load (Erlang C), and the autoscaling to match."""
+    from trackflow import capacity as planner
+
+    steps = json.loads(durations.read_text()) if durations else None
+    if from_state:
+        steps = _recent_step_seconds()
+    plans = planner.plan(uploads_per_hour, steps, p95_wait_target_s=p95_wait)
+    table = Table(
+        box=None,
+        header_style="bold",
+        title=f"{uploads_per_hour:g} uploads an hour, p95 wait under {p95_wait:g} s",
+    )
+    for column in (
+        "group",
+        "arrivals/s",
+        "service s/track",
+        "utilisation",
+        "workers",
+        "tasks",
+        "p95 wait s",
+    ):
+        table.add_column(column, justify="right")
+    slots = {WorkerGroup.CPU: cpu_concurrency, WorkerGroup.IO: io_concurrency}
+    for item in plans:
+        table.add_row(
+            str(item.group),
+            f"{item.arrival_rate:.4f}",
+            f"{item.service_s:.1f}",
+            f"{item.utilisation:.0%}",
+            str(item.workers),
+            str(item.tasks(slots[item.group])),
+            f"{item.p95_wait_s:.1f}",
+        )
+    out.print(table)
+    if tfvars:
+        tfvars.write_text(planner.tfvars(plans, slots, p95_wait_target_s=p95_wait))
+        err.print(f"[green]✓[/] wrote {tfvars}")
+
+
+def _recent_step_seconds(limit: int = 200) -> dict[str, float]:
+    """Mean duration of each step over the most recently published tracks."""
+    from trackflow import aws
+    from trackflow.state.tracks import TrackStore
+
+    settings = get_settings()
+    store = TrackStore(aws.client("dynamodb", settings), settings.table("tracks"))
+    tracks = store.list_by_status(Status.PUBLISHED, limit=limit)
+    totals: dict[str, list[float]] = {}
+    for track in tracks:
+        for name, state in track["steps"].items():
+            if state.get("duration_s") is not None:
+                totals.setdefault(name, []).append(float(state["duration_s"]))
+    if not totals:
+        raise click.ClickException("no published track has step times yet")
+    return {name: sum(values) / len(values) for name, values in totals.items()}

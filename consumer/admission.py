@@ -17,7 +17,7 @@ from trackflow.consumer.events import ObjectCreated, PoisonMessage
 
 from trackflow.keys import parse_catalogue_key, parse_upload_key
 from trackflow.logs import get_logger
-from trackflow.settings import Lane, Settings
+from trackflow.settings import Settings
 from trackflow.state.catalogue import WorkStatus
 from trackflow.state.dynamo import now_iso
 from trackflow.state.tracks import TrackStore
@@ -44,14 +44,16 @@ class Admission:
     reason: str = ""
 
 
-def launch(store: TrackStore, track: dict[str, Any]) -> str:
-    """Send the track's workflow to the queues and record that it was sent."""
-    from trackflow.tasks.workflow import build_workflow
+def launch(store: TrackStore, track: dict[str, Any], *, again: bool = False) -> None:
+    """Start the track's workflow (its first stage) and record that it was sent; ``again``
+    sends it even if an earlier launch recorded the stage (its messages never arrived)."""
+    from trackflow.tasks.workflow import launch_stage
 
-    result = build_workflow(track["track_id"], Lane(track.get("lane", Lane.STANDARD))).apply_async()
-    store.mark_launched(track["track_id"], result.id)
-    log.info("workflow_launched", track_id=track["track_id"], workflow_id=result.id)
-    return result.id
+    from trackflow.track import STAGES
+
+    launch_stage(store, track, STAGES[0], force=again)
+    store.mark_launched(track["track_id"])
+    log.info("workflow_launched", track_id=track["track_id"])
 
 
 def _refuse(store: TrackStore, track_id: str, code: str, message: str) -> Admission:
@@ -135,7 +137,7 @@ def admit(event: ObjectCreated, settings: Settings, store: TrackStore) -> Admiss
         track = store.get(key.track_id) or track
     if track["status"] == Status.QUEUED and not track.get("launch") and _stale(track):
         log.warning("relaunching_unconfirmed_workflow", track_id=key.track_id)
-        launch(store, track)
+        launch(store, track, again=True)
         return Admission(Outcome.LAUNCHED, key.track_id, "relaunched")
     return Admission(Outcome.DUPLICATE, key.track_id)
 

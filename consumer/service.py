@@ -10,6 +10,7 @@ timeout. Nothing stops the loop.
 from __future__ import annotations
 
 import signal
+import threading
 from typing import Any
 
 from kombu import Connection, Consumer, Queue
@@ -80,16 +81,34 @@ def _preview(body: Any, limit: int = 300) -> str:
     return text[:limit]
 
 
+def _sweep_periodically(settings: Settings, stopping: threading.Event) -> None:
+    """The sweeper runs beside the consumer: every consumer sweeps, and conditional writes make
+    sure each stalled track is taken by one of them."""
+    from trackflow.tasks.recovery import sweep
+
+    while not stopping.wait(settings.sweep_interval_s):
+        try:
+            sweep(settings)
+        except Exception:  # never let a failed sweep stop the next one
+            log.exception("sweep_failed")
+
+
 def run_consumer(settings: Settings) -> None:
     """Consume until SIGTERM or SIGINT."""
+    stopping = threading.Event()
+    sweeper = threading.Thread(
+        target=_sweep_periodically, args=(settings, stopping), name="sweeper", daemon=True
+    )
     with _connection(settings) as connection:
         consumer = EventConsumer(connection, settings)
 
         def stop(*_: Any) -> None:
             consumer.should_stop = True
+            stopping.set()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        sweeper.start()
         log.info("consumer_started", queue=settings.events_queue)
         consumer.run()
         log.info("consumer_stopped", handled=consumer.handled)

@@ -185,8 +185,8 @@ Postings = Callable[[np.ndarray], Mapping[int, tuple[np.ndarray, np.ndarray]]]
 @dataclass(frozen=True)
 class MatchPolicy:
     window_s: float = 10.0  # aligned hashes are counted in sliding windows of this length
-    confident: int = 20  # aligned hashes in one window for a confident match
-    weak: int = 10  # ... for a match worth a human's look
+    confident: int = 40  # distinct landmarks agreeing in one window for a confident match
+    weak: int = 30  # ... for a match worth a human's look
     tolerance_frames: int = 1  # offsets this close count as one (frame jitter)
     gap_s: float = 3.0  # aligned hashes further apart than this start a new matched region
 
@@ -214,36 +214,48 @@ def match_landmarks(
     """The works that the landmarks match, best first, each scored by its densest window."""
     if not len(hashes):
         return []
-    unique, inverse = np.unique(hashes, return_inverse=True)
+    order = np.argsort(hashes, kind="stable")
+    sorted_hashes, sorted_times = hashes[order], times[order].astype(np.int64)
+    unique, starts = np.unique(sorted_hashes, return_index=True)
+    ends = np.append(starts[1:], len(sorted_hashes))
     postings = lookup(unique)
-    work_parts, offset_parts, query_parts = [], [], []
-    for index, value in enumerate(unique.tolist()):
+    work_parts, offset_parts, query_parts, hash_parts = [], [], [], []
+    for value, start, end in zip(unique.tolist(), starts.tolist(), ends.tolist(), strict=True):
         found = postings.get(value)
         if found is None:
             continue
         works, ref_times = found
-        query_times = times[inverse == index].astype(np.int64)
+        query_times = sorted_times[start:end]
         # every pairing of a query occurrence with a reference occurrence
         work_parts.append(np.repeat(works, len(query_times)))
         offset_parts.append(
             (ref_times.astype(np.int64)[:, None] - query_times[None, :]).reshape(-1)
         )
         query_parts.append(np.tile(query_times, len(works)))
+        hash_parts.append(np.full(len(works) * len(query_times), value, dtype=np.int64))
     if not work_parts:
         return []
-    works = np.concatenate(work_parts)
-    offsets = np.concatenate(offset_parts)
-    query_times = np.concatenate(query_parts)
-    return _best_alignments(works, offsets, query_times, policy, limit)
+    return _best_alignments(
+        np.concatenate(work_parts),
+        np.concatenate(offset_parts),
+        np.concatenate(query_parts),
+        np.concatenate(hash_parts),
+        policy,
+        limit,
+    )
 
 
 def _best_alignments(
     works: np.ndarray,
     offsets: np.ndarray,
     query_times: np.ndarray,
+    query_hashes: np.ndarray,
     policy: MatchPolicy,
     limit: int,
 ) -> list[Match]:
+    """For each candidate (work, offset), score its densest window by the number of *distinct*
+    landmarks that agree: a drum loop repeating one landmark on every beat counts once, while
+    a shared recording agrees on many different ones."""
     tol = policy.tolerance_frames
     quantised = offsets // (2 * tol + 1)
     keys = (works.astype(np.int64) << 32) | (quantised & 0xFFFFFFFF)
@@ -262,10 +274,13 @@ def _best_alignments(
         centre = int(np.median(aligned_offsets))
         aligned = near & (np.abs(offsets - centre) <= tol)
         q = np.unique(query_times[aligned])
-        score, start = _densest_window(q, window)
+        distinct = _first_time_of_each_hash(query_times[aligned], query_hashes[aligned])
+        score, start = _densest_window(distinct, window)
         if score < policy.weak:
             continue
-        first, last = _region(q, start, round(policy.gap_s / FRAME_SECONDS))
+        first, last = _region(
+            q, int(np.searchsorted(q, distinct[start])), round(policy.gap_s / FRAME_SECONDS)
+        )
         match = Match(
             work=work,
             score=score,
@@ -277,6 +292,13 @@ def _best_alignments(
         if work not in best or match.score > best[work].score:
             best[work] = match
     return sorted(best.values(), key=lambda m: -m.score)[:limit]
+
+
+def _first_time_of_each_hash(times: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """Sorted times at which each distinct hash first agrees."""
+    order = np.argsort(times, kind="stable")
+    _, first = np.unique(hashes[order], return_index=True)
+    return np.sort(times[order][first])
 
 
 def _densest_window(times: np.ndarray, window: int) -> tuple[int, int]:

@@ -19,75 +19,131 @@ from trackflow.media import ffmpeg
 __all__ = ["SampleTrack", "cover_art", "synthesise", "write_track"]
 
 RATE = 44_100
-_SCALES = {"major": [0, 2, 4, 5, 7, 9, 11], "minor": [0, 2, 3, 5, 7, 8, 10]}
-_PROGRESSIONS = [[0, 5, 3, 4], [0, 3, 4, 4], [5, 3, 0, 4], [0, 4, 5, 3], [1, 4, 0, 0]]
+_SCALES = {
+    "major": [0, 2, 4, 5, 7, 9, 11],
+    "minor": [0, 2, 3, 5, 7, 8, 10],
+    "dorian": [0, 2, 3, 5, 7, 9, 10],
+    "mixolydian": [0, 2, 4, 5, 7, 9, 10],
+}
 
 
 def _hz(midi: float) -> float:
     return 440.0 * 2 ** ((midi - 69) / 12)
 
 
-def _tone(
-    freq: float, length: int, harmonics: int, decay: float, rng: np.random.Generator
-) -> np.ndarray:
-    t = np.arange(length) / RATE
-    wave = np.zeros(length)
-    for k in range(1, harmonics + 1):
-        wave += np.sin(2 * np.pi * freq * k * t + rng.uniform(0, 2 * np.pi)) / k**1.3
-    attack = min(length, int(0.01 * RATE))
-    envelope = np.exp(-t * decay)
-    envelope[:attack] *= np.linspace(0, 1, attack)
-    release = min(length, int(0.02 * RATE))
-    envelope[-release:] *= np.linspace(1, 0, release)
-    return wave * envelope
+@dataclass(frozen=True)
+class _Voice:
+    """A synthesised instrument: its partials, envelope and vibrato differ in every work."""
+
+    partials: np.ndarray
+    decay: float
+    attack_s: float
+    vibrato_hz: float
+    vibrato_depth: float  # fraction of the frequency
+
+    @classmethod
+    def random(cls, rng: np.random.Generator, partials: int, decay: tuple[float, float]) -> _Voice:
+        tilt = rng.uniform(0.8, 2.2)
+        amplitudes = np.arange(1, partials + 1, dtype=float) ** -tilt
+        amplitudes *= rng.uniform(0.3, 1.0, partials)  # a timbre of its own
+        if rng.random() < 0.4:
+            amplitudes[1::2] *= rng.uniform(0.05, 0.4)  # hollow, clarinet-like
+        return cls(
+            amplitudes,
+            rng.uniform(*decay),
+            rng.uniform(0.003, 0.03),
+            rng.uniform(4.0, 6.5),
+            rng.uniform(0.0, 0.006),
+        )
+
+    def play(self, freq: float, length: int, rng: np.random.Generator) -> np.ndarray:
+        t = np.arange(length) / RATE
+        wobble = self.vibrato_depth * np.sin(2 * np.pi * self.vibrato_hz * t + rng.uniform(0, 6.3))
+        phase = 2 * np.pi * np.cumsum(freq * (1 + wobble)) / RATE
+        wave = np.zeros(length)
+        for k, amplitude in enumerate(self.partials, start=1):
+            if freq * k < RATE / 2.2:
+                wave += amplitude * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
+        envelope = np.exp(-t * self.decay)
+        attack = min(length, max(1, int(self.attack_s * RATE)))
+        envelope[:attack] *= np.linspace(0, 1, attack)
+        release = min(length, int(0.02 * RATE))
+        envelope[-release:] *= np.linspace(1, 0, release)
+        return wave * envelope
+
+
+def _drum_kit(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Kick, snare and hat sounds, tuned differently in every work."""
+    t = np.arange(int(0.3 * RATE)) / RATE
+    low, sweep = rng.uniform(40, 65), rng.uniform(60, 160)
+    kick = np.sin(2 * np.pi * (low + sweep * np.exp(-t * rng.uniform(20, 45))) * t)
+    kick *= np.exp(-t * rng.uniform(9, 20))
+    n = int(0.2 * RATE)
+    body = np.sin(2 * np.pi * rng.uniform(160, 260) * np.arange(n) / RATE)
+    snare = rng.standard_normal(n) * rng.uniform(0.5, 1.0) + body * rng.uniform(0.2, 0.8)
+    snare *= np.exp(-np.arange(n) / RATE * rng.uniform(15, 35))
+    n = int(0.06 * RATE)
+    hat = np.diff(rng.standard_normal(n + 1)) * np.exp(-np.arange(n) / RATE * rng.uniform(50, 120))
+    return {"kick": kick, "snare": snare, "hat": hat}
 
 
 def synthesise(seconds: float, seed: int) -> np.ndarray:
-    """Stereo float32 PCM at 44.1 kHz, shape (frames, 2), peak about -1 dBFS."""
+    """Stereo float32 PCM at 44.1 kHz, shape (frames, 2), peak about -1 dBFS.
+
+    Every seed is a different piece: key, mode, tempo, chord progression, instruments, drum
+    kit, grooves and a melody of its own, played with a human's small timing slips.
+    """
     rng = np.random.default_rng(seed)
     frames = int(seconds * RATE)
     out = np.zeros((frames, 2))
-    bpm = rng.uniform(84, 150)
-    beat = int(RATE * 60 / bpm)
-    root = int(rng.integers(45, 57))
-    scale = _SCALES[rng.choice(list(_SCALES))]
-    progression = _PROGRESSIONS[int(rng.integers(len(_PROGRESSIONS)))]
-    pan = rng.uniform(0.3, 0.7)
+    beat = int(RATE * 60 / rng.uniform(78, 160))
+    root = int(rng.integers(40, 58))
+    scale = _SCALES[str(rng.choice(list(_SCALES)))]
+    progression = rng.integers(0, 7, size=int(rng.choice([4, 6, 8])))
+    pad = _Voice.random(rng, 4, (0.2, 1.0))
+    bass = _Voice.random(rng, 5, (2.0, 5.0))
+    lead = _Voice.random(rng, 8, (2.0, 7.0))
+    kit = _drum_kit(rng)
+    kick_pattern = rng.random(8) < 0.35
+    kick_pattern[0] = True
+    bass_pattern = rng.random(8) < 0.55
+    bass_pattern[0] = True
+    pan = rng.uniform(0.25, 0.75)
+    swing = rng.uniform(0, 0.12)
 
     def place(signal: np.ndarray, start: int, left: float, right: float) -> None:
+        start = max(0, start + int(rng.normal(0, 0.004) * RATE))  # a player's timing
         end = min(frames, start + len(signal))
         if end > start:
             out[start:end, 0] += signal[: end - start] * left
             out[start:end, 1] += signal[: end - start] * right
 
+    eighth = beat // 2
     bar = 4 * beat
     for bar_index, bar_start in enumerate(range(0, frames, bar)):
-        degree = progression[bar_index % len(progression)]
-        chord = [root + scale[(degree + i) % 7] + 12 * ((degree + i) // 7) for i in (0, 2, 4)]
-        for note in chord:  # harmony: a pad for the whole bar
-            place(0.09 * _tone(_hz(note + 12), bar, 3, 0.6, rng), bar_start, 0.8, 0.8)
-        for b in range(4):  # bass on every beat
-            place(0.22 * _tone(_hz(chord[0] - 12), beat, 4, 3.0, rng), bar_start + b * beat, 1, 1)
+        degree = int(progression[bar_index % len(progression)])
+        inversion = int(rng.integers(0, 3))
+        chord = [root + 12 + scale[(degree + i) % 7] + 12 * ((degree + i) // 7) for i in (0, 2, 4)]
+        chord = chord[inversion:] + [n + 12 for n in chord[:inversion]]
+        for note in chord:  # harmony: a pad held for the bar
+            place(0.07 * pad.play(_hz(note), bar, rng), bar_start, 0.8, 0.8)
+        for step in range(8):
+            start = bar_start + step * eighth + (int(swing * eighth) if step % 2 else 0)
+            if bass_pattern[step]:
+                place(0.2 * bass.play(_hz(chord[0] - 24), eighth, rng), start, 1, 1)
+            if kick_pattern[step]:
+                place(0.5 * kit["kick"], start, 1, 1)
+            if step % 4 == 2:
+                place(0.16 * kit["snare"], start, 0.9, 1)
+            if rng.random() < 0.9:
+                place(0.04 * kit["hat"], start, 1, 0.7)
         position = bar_start
-        while position < bar_start + bar:  # melody: eighths and quarters from the scale
-            length = beat // 2 if rng.random() < 0.6 else beat
+        while position < bar_start + bar:  # melody: a new line every bar
+            length = eighth if rng.random() < 0.6 else beat
             if rng.random() < 0.85:
-                note = root + 12 + scale[int(rng.integers(7))] + 12 * int(rng.integers(0, 2))
-                place(0.16 * _tone(_hz(note), length, 6, 4.0, rng), position, pan, 1 - pan)
+                note = root + 24 + scale[int(rng.integers(7))] + 12 * int(rng.integers(0, 2))
+                place(0.14 * lead.play(_hz(note), length, rng), position, pan, 1 - pan)
             position += length
-        for b in range(8):  # drums
-            start = bar_start + b * beat // 2
-            if b % 4 == 0:
-                t = np.arange(int(0.25 * RATE)) / RATE
-                kick = np.sin(2 * np.pi * (50 + 120 * np.exp(-t * 30)) * t) * np.exp(-t * 14)
-                place(0.5 * kick, start, 1, 1)
-            if b % 4 == 2:
-                n = int(0.18 * RATE)
-                snare = rng.standard_normal(n) * np.exp(-np.arange(n) / RATE * 22)
-                place(0.18 * snare, start, 0.9, 1)
-            n = int(0.05 * RATE)
-            hat = np.diff(rng.standard_normal(n + 1)) * np.exp(-np.arange(n) / RATE * 80)
-            place(0.05 * hat, start, 1, 0.7)
     peak = np.abs(out).max() or 1.0
     return (out / peak * 10 ** (-1 / 20)).astype(np.float32)
 

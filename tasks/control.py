@@ -1,39 +1,38 @@
 """Operations that steer tracks and works from outside a workflow: a reviewer's decision, a
-work taken out of the catalogue. The API calls these; each is one conditional write followed by
-the tasks it releases."""
+work taken out of the catalogue, a deleted track. The API calls these; each is one conditional
+write followed by the tasks it releases."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from trackflow.tasks.app import app
 from trackflow.tasks.catalogue import catalogue_store, start_indexing
-from trackflow.tasks.runtime import track_store
-from trackflow.tasks.workflow import continue_after_review, notify_signature
+from trackflow.tasks.feeds import fan_out, feed_entry
+from trackflow.tasks.runtime import notify_outcome, track_store
+from trackflow.tasks.workflow import advance
 
-from trackflow.settings import Lane
+from trackflow import aws
+from trackflow.keys import media_key
+from trackflow.search import open_search
+from trackflow.settings import Lane, WorkerGroup, get_settings
 from trackflow.state.dynamo import now_iso
-from trackflow.track import PUBLISH_STEPS, TRANSCODE_STEPS, Status, StepStatus
+from trackflow.track import Status
 
-__all__ = ["approve", "reject", "remove_work"]
+__all__ = ["approve", "delete_track", "reject", "remove_work"]
 
 
 def approve(track_id: str, reviewer: str, note: str = "") -> dict[str, Any] | None:
     """Release a held track: renditions and publication run as if the check had passed."""
-    again = {
-        ("steps", name): {"status": str(StepStatus.PENDING), "attempts": 0}
-        for name in (*TRANSCODE_STEPS, *PUBLISH_STEPS)
-    }
-    track = track_store().transition(
+    store = track_store()
+    track = store.transition(
         track_id,
         Status.PROCESSING,
         allowed_from=[Status.HELD_FOR_REVIEW],
-        fields={
-            **again,
-            "review": {"decision": "approved", "by": reviewer, "at": now_iso(), "note": note},
-        },
+        fields={"review": {"decision": "approved", "by": reviewer, "at": now_iso(), "note": note}},
     )
     if track:
-        continue_after_review(track_id, Lane(track.get("lane", Lane.STANDARD))).apply_async()
+        advance(store, track)  # the checks are over: the renditions start
     return track
 
 
@@ -62,8 +61,7 @@ def reject(track_id: str, reviewer: str, note: str = "") -> dict[str, Any] | Non
         },
     )
     if track:
-        store.skip_pending(track)
-        notify_signature(track_id, Lane(track.get("lane", Lane.STANDARD))).apply_async()
+        notify_outcome(track)
     return track
 
 
@@ -74,3 +72,48 @@ def remove_work(work_id: str) -> dict[str, Any] | None:
     if work and work.get("landmarks_key") and work.get("chunks"):
         start_indexing(work, work["landmarks_key"], work["chunks"], remove=True)
     return work
+
+
+def delete_track(track: dict[str, Any]) -> None:
+    """Search, feeds and the catalogue forget the track at once; its files and its record go
+    by a background task."""
+    track_id = track["track_id"]
+    open_search(get_settings()).delete(track_id)
+    work = catalogue_store().work_for_track(track_id)
+    if work:
+        remove_work(work["work_id"])
+    if track.get("published_at"):
+        fan_out(
+            track["owner"], feed_entry(track), Lane(track.get("lane", Lane.STANDARD)), remove=True
+        )
+    track_store().mark(track_id, deleted_at=now_iso())
+    delete_track_files.delay(track_id)
+
+
+@app.task(
+    name="trackflow.delete_track",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    max_retries=8,
+    queue=get_settings().queue(WorkerGroup.IO),
+)
+def delete_track_files(self: Any, track_id: str) -> None:
+    """Delete every object of the track (original and artifacts), then its record."""
+    settings = get_settings()
+    store = track_store(settings)
+    track = store.get(track_id)
+    if track is None:
+        return
+    s3 = aws.client("s3", settings)
+    prefix = media_key(track["owner"], track_id, "")
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=settings.media_bucket, Prefix=prefix
+    ):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=settings.media_bucket, Delete={"Objects": keys, "Quiet": True})
+    s3.delete_object(Bucket=settings.uploads_bucket, Key=track["upload"]["key"])
+    store.delete(track_id)

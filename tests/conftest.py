@@ -8,10 +8,14 @@ child processes (API, consumer, workers) inherit all of it.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +29,7 @@ def _free_port() -> int:
 
 _DATA_DIR = Path(tempfile.mkdtemp(prefix="trackflow-test-"))
 _EMULATOR_PORT = _free_port()
+_PROXY_PORT = _free_port()
 for leaked in (
     "AWS_ENDPOINT_URL",
     "AWS_PROFILE",
@@ -40,13 +45,19 @@ os.environ.update(
         "TRACKFLOW_ENV": "test",
         "TRACKFLOW_AWS_TARGET": "embedded",
         "TRACKFLOW_EMULATOR_PORT": str(_EMULATOR_PORT),
-        # the emulator runs in the test process; the stack's children talk to it here
-        "TRACKFLOW_AWS_ENDPOINT_URL": f"http://127.0.0.1:{_EMULATOR_PORT}",
+        # The emulator runs in the test process; everything reaches it through a proxy that
+        # forwards faithfully until a chaos test tells it to inject faults.
+        "TRACKFLOW_AWS_ENDPOINT_URL": f"http://127.0.0.1:{_PROXY_PORT}",
         "TRACKFLOW_API_PORT": str(_free_port()),
         "TRACKFLOW_DATA_DIR": str(_DATA_DIR),
         "TRACKFLOW_CPU_TASK_TIME_LIMIT_S": "240",
         "TRACKFLOW_IO_TASK_TIME_LIMIT_S": "120",
         "TRACKFLOW_BROKER_WAIT_TIME_S": "5",
+        # a stalled track is resumed within the tests' patience (its steps take seconds)
+        "TRACKFLOW_STALLED_AFTER_S": "30",
+        "TRACKFLOW_STUCK_AFTER_S": "300",
+        "TRACKFLOW_SWEEP_INTERVAL_S": "15",
+        "TRACKFLOW_EMAIL_RATE_PER_S": "40",
         "TRACKFLOW_LOG_LEVEL": "INFO",
     }
 )
@@ -61,14 +72,42 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def emulator(settings: Settings) -> Iterator[str]:
-    """The embedded emulator with every resource bootstrapped."""
+    """The embedded emulator, behind the fault proxy, with every resource bootstrapped."""
     from trackflow.bootstrap import bootstrap
-    from trackflow.emulator import EmulatorServer
+    from trackflow.emulator import EmulatorServer, wait_until_serving
 
     server = EmulatorServer(settings.emulator_host, settings.emulator_port).start()
-    bootstrap(settings)
-    yield server.url
-    server.stop()
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.faultproxy", str(_PROXY_PORT), server.url],
+        cwd=Path(__file__).parent.parent,
+    )
+    try:
+        wait_until_serving(settings.endpoint_url or "")
+        bootstrap(settings)
+        yield server.url
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
+        server.stop()
+
+
+@pytest.fixture
+def faults(emulator: str, settings: Settings) -> Iterator[Callable[..., dict]]:
+    """Turn on faults in the proxy (probabilities of drop, delay, 500, 503, throttle); they are
+    turned off again after the test. Returns what the proxy injected so far."""
+
+    def inject(**probabilities: float) -> dict:
+        request = urllib.request.Request(
+            f"{settings.endpoint_url}/__faults__",
+            data=json.dumps(probabilities).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    yield inject
+    inject()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,203 @@
+"""Nothing stays stuck: the sweeper, reconciliation and reprocessing.
+
+- ``sweep`` finds tracks that stopped moving (a lost message, a consumer killed between two
+  writes, a chord that never joined) and resumes them, or fails them visibly once resuming has
+  not helped; and tracks whose upload never arrived;
+- ``reconcile`` finds uploaded objects that never produced an event and admits them;
+- ``reprocess`` runs a track again from the start; every step is idempotent, so outputs are
+  replaced in place and no side effect happens twice.
+
+Each decision is one conditional write, so several sweepers at once do no harm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from trackflow.consumer.admission import admit, launch
+from trackflow.consumer.events import ObjectCreated, PoisonMessage
+from trackflow.tasks.runtime import fail_track, track_store
+from trackflow.tasks.workflow import launch_stage
+
+from trackflow import aws
+from trackflow.logs import get_logger
+from trackflow.settings import Lane, Settings, WorkerGroup, get_settings
+from trackflow.state.dynamo import now_iso
+from trackflow.track import STEP_NAMES, TERMINAL, Status, StepStatus, first_unfinished_stage
+
+__all__ = ["SweepReport", "reconcile", "reprocess", "sweep"]
+
+log = get_logger(__name__)
+
+MAX_RESUMES = 3
+
+
+@dataclass
+class SweepReport:
+    resumed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    admitted: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+
+    def as_record(self) -> dict[str, list[str]]:
+        return {
+            "resumed": self.resumed,
+            "failed": self.failed,
+            "admitted": self.admitted,
+            "expired": self.expired,
+        }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _upload_event(settings: Settings, key: str) -> ObjectCreated | None:
+    """The event S3 would have sent for an object, from the object itself."""
+    s3 = aws.client("s3", settings)
+    try:
+        head = s3.head_object(Bucket=settings.uploads_bucket, Key=key)
+    except s3.exceptions.ClientError:
+        return None
+    return ObjectCreated(
+        bucket=settings.uploads_bucket,
+        key=key,
+        size=head["ContentLength"],
+        etag=head.get("ETag"),
+        event_name="ObjectCreated:Reconciled",
+        event_time=now_iso(),
+    )
+
+
+def sweep(settings: Settings | None = None, now: datetime | None = None) -> SweepReport:
+    """One pass over tracks that should have moved by now."""
+    settings = settings or get_settings()
+    now = now or datetime.now(UTC)
+    store = track_store(settings)
+    report = SweepReport()
+    # A track with a step running may legitimately be quiet for a step's whole time limit; one
+    # with nothing running that has not moved for a few minutes lost its messages (a chord that
+    # never joined, a consumer killed between two writes).
+    # A quiet track is only stalled when nothing is queued for its lane: under a backlog, a
+    # track waiting its turn is quiet too.
+    stalled = _iso(now - timedelta(seconds=settings.stalled_after_s))
+    stuck = _iso(now - timedelta(seconds=settings.stuck_after_s))
+    idle: dict[str, bool] = {}
+    for status in (Status.QUEUED, Status.PROCESSING):
+        for track in store.list_by_status(status, updated_before=stalled):
+            running = any(s.get("status") == StepStatus.RUNNING for s in track["steps"].values())
+            lane = Lane(track.get("lane", Lane.STANDARD))
+            if lane not in idle:
+                idle[lane] = _lane_idle(settings, lane)
+            if track["updated_at"] < stuck or (not running and idle[lane]):
+                _resume_or_fail(store, track, report)
+    expired = _iso(now - timedelta(seconds=settings.presign_expiry_s + 300))
+    for track in store.list_by_status(Status.AWAITING_UPLOAD, updated_before=expired):
+        event = _upload_event(settings, track["upload"]["key"])
+        if event is not None:  # it arrived, but its event was lost
+            admit(event, settings, store)
+            report.admitted.append(track["track_id"])
+        else:
+            fail_track(
+                track,
+                None,
+                {
+                    "code": "upload_not_received",
+                    "message": "the file never arrived before its upload "
+                    "link expired; start a new upload",
+                },
+            )
+            report.expired.append(track["track_id"])
+    if any(report.as_record().values()):
+        log.warning("sweep", **report.as_record())
+    return report
+
+
+def _lane_idle(settings: Settings, lane: Lane) -> bool:
+    """No message waiting, in flight or delayed in any queue of the lane."""
+    sqs = aws.client("sqs", settings)
+    for group in WorkerGroup:
+        url = sqs.get_queue_url(QueueName=settings.queue(group, lane))["QueueUrl"]
+        counts = sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        if any(int(value) for value in counts.values()):
+            return False
+    return True
+
+
+def _resume_or_fail(store: Any, track: dict[str, Any], report: SweepReport) -> None:
+    resumes = int(track.get("resumes", 0))
+    if resumes >= MAX_RESUMES:
+        fail_track(
+            track,
+            None,
+            {
+                "code": "stuck",
+                "message": f"processing stopped and did not "
+                f"resume after {resumes} attempts; try reprocessing",
+            },
+        )
+        report.failed.append(track["track_id"])
+        return
+    # Only one sweeper takes it: the write is conditional on the state it saw.
+    claimed = store.claim_resume(track["track_id"], seen_updated_at=track["updated_at"])
+    stage = first_unfinished_stage(track["steps"])
+    if claimed and stage is not None:
+        launch_stage(store, claimed, stage, force=True)  # its messages were lost: send it again
+        report.resumed.append(track["track_id"])
+
+
+def reconcile(settings: Settings | None = None) -> list[str]:
+    """Admit every uploaded object whose event never came (the track still awaits it)."""
+    settings = settings or get_settings()
+    store = track_store(settings)
+    admitted = []
+    paginator = aws.client("s3", settings).get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=settings.uploads_bucket, Prefix=settings.uploads_prefix):
+        for item in page.get("Contents", []):
+            event = ObjectCreated(
+                bucket=settings.uploads_bucket,
+                key=item["Key"],
+                size=item["Size"],
+                etag=item.get("ETag"),
+                event_name="ObjectCreated:Reconciled",
+                event_time=now_iso(),
+            )
+            try:
+                outcome = admit(event, settings, store)
+            except PoisonMessage:
+                continue  # an object no track or work was promised
+            if outcome.outcome == "launched":
+                admitted.append(outcome.track_id)
+    return admitted
+
+
+def reprocess(track_id: str, settings: Settings | None = None) -> dict[str, Any] | None:
+    """Run a track's workflow again from the first step (for a finished or stuck track)."""
+    settings = settings or get_settings()
+    store = track_store(settings)
+    existing = store.get(track_id)
+    if existing is None or "source" not in existing:
+        return None  # nothing was ever uploaded: there is nothing to run again
+    fresh = {
+        ("steps", name): {"status": str(StepStatus.PENDING), "attempts": 0} for name in STEP_NAMES
+    }
+    track = store.transition(
+        track_id,
+        Status.QUEUED,
+        allowed_from=[*TERMINAL, Status.QUEUED, Status.PROCESSING],
+        fields={**fresh, "stages": {}, "reprocessed_at": now_iso(), "resumes": 0},
+    )
+    if track is None:
+        return None
+    store.clear(track_id, "error", "finished_at", "published_at")
+    launch(store, track)
+    return store.get(track_id)
