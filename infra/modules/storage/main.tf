@@ -1,0 +1,275 @@
+################################################################################
+# Uploads: private, encrypted, versioned; clients write here through presigned POSTs
+################################################################################
+
+resource "aws_s3_bucket" "uploads" {
+  #checkov:skip=CKV_AWS_144:Originals are re-creatable by their uploaders and expire; cross-region replication would double the cost of a buffer.
+  #checkov:skip=CKV_AWS_18:Access is logged by CloudTrail data events at the account level; bucket access logs would repeat them.
+  bucket = var.uploads_bucket
+}
+
+resource "aws_s3_bucket" "media" {
+  #checkov:skip=CKV_AWS_144:Media can be rebuilt from the originals by reprocessing; replication is left to the account's DR plan.
+  #checkov:skip=CKV_AWS_18:Reads are logged by CloudFront; writes by CloudTrail data events.
+  #checkov:skip=CKV2_AWS_62:Nothing consumes events of the media bucket.
+  bucket = var.media_bucket
+}
+
+locals {
+  buckets = { uploads = aws_s3_bucket.uploads, media = aws_s3_bucket.media }
+}
+
+resource "aws_s3_bucket_public_access_block" "this" {
+  for_each = local.buckets
+
+  bucket                  = each.value.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "this" {
+  for_each = local.buckets
+
+  bucket = each.value.id
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
+  for_each = local.buckets
+
+  bucket = each.value.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = "aws:kms"
+      kms_master_key_id = var.kms_key_arn
+    }
+    bucket_key_enabled = true
+  }
+}
+
+resource "aws_s3_bucket_versioning" "this" {
+  for_each = local.buckets
+
+  bucket = each.value.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_cors_configuration" "this" {
+  for_each = length(var.cors_origins) > 0 ? local.buckets : {}
+
+  bucket = each.value.id
+  cors_rule {
+    allowed_methods = ["GET", "HEAD", "POST"]
+    allowed_origins = var.cors_origins
+    allowed_headers = ["*"]
+    expose_headers  = ["ETag"]
+    max_age_seconds = 3000
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "uploads" {
+  bucket = aws_s3_bucket.uploads.id
+
+  rule {
+    id     = "abort-incomplete-uploads"
+    status = "Enabled"
+    filter {}
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+
+  rule {
+    id     = "expire-originals"
+    status = "Enabled"
+    filter {
+      prefix = var.uploads_prefix
+    }
+    expiration {
+      days = var.originals_retention_days
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 7
+    }
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "media" {
+  bucket = aws_s3_bucket.media.id
+
+  rule {
+    id     = "tidy"
+    status = "Enabled"
+    filter {}
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 30
+    }
+  }
+}
+
+################################################################################
+# ObjectCreated under the uploads prefix -> the events queue
+################################################################################
+
+resource "aws_s3_bucket_notification" "uploads" {
+  bucket = aws_s3_bucket.uploads.id
+
+  queue {
+    id            = "uploads-to-events"
+    queue_arn     = var.events_queue_arn
+    events        = ["s3:ObjectCreated:*"]
+    filter_prefix = var.uploads_prefix
+  }
+
+  # S3 checks that it may send to the queue when the notification is set: the policy first.
+  depends_on = [terraform_data.events_policy_ready]
+}
+
+resource "terraform_data" "events_policy_ready" {
+  input = var.events_queue_policy_ready
+}
+
+################################################################################
+# Media served through CloudFront, which alone may read the bucket (origin access control)
+################################################################################
+
+resource "aws_cloudfront_origin_access_control" "media" {
+  name                              = var.media_bucket
+  origin_access_control_origin_type = "s3"
+  signing_behavior                  = "always"
+  signing_protocol                  = "sigv4"
+}
+
+resource "aws_cloudfront_response_headers_policy" "media" {
+  name = "${var.media_bucket}-headers"
+
+  security_headers_config {
+    content_type_options {
+      override = true
+    }
+    strict_transport_security {
+      access_control_max_age_sec = 31536000
+      include_subdomains         = true
+      preload                    = true
+      override                   = true
+    }
+  }
+}
+
+resource "aws_cloudfront_distribution" "media" {
+  #checkov:skip=CKV_AWS_68:The distribution serves public media files only; a WAF is attached at the account edge where needed.
+  #checkov:skip=CKV2_AWS_47:No WAF here (see CKV_AWS_68).
+  #checkov:skip=CKV_AWS_86:Access logs go to the account's central logging bucket, configured outside this module.
+  #checkov:skip=CKV_AWS_310:A single origin: S3 is highly available; there is no second origin to fail over to.
+  #checkov:skip=CKV_AWS_374:Tracks are served worldwide.
+  #checkov:skip=CKV2_AWS_42:The default certificate serves the cloudfront.net domain; a custom domain brings its own.
+  #checkov:skip=CKV_AWS_174:With the default certificate CloudFront itself sets the TLS floor; a custom domain's certificate uses TLSv1.2_2021.
+  #checkov:skip=CKV_AWS_305:The distribution serves objects by key only; there is no root page to serve.
+  enabled         = true
+  is_ipv6_enabled = true
+  comment         = "${var.media_bucket}: renditions, artwork and waveforms"
+  price_class     = "PriceClass_100"
+
+  origin {
+    domain_name              = aws_s3_bucket.media.bucket_regional_domain_name
+    origin_id                = "media"
+    origin_access_control_id = aws_cloudfront_origin_access_control.media.id
+  }
+
+  default_cache_behavior {
+    target_origin_id           = "media"
+    viewer_protocol_policy     = "redirect-to-https"
+    allowed_methods            = ["GET", "HEAD", "OPTIONS"]
+    cached_methods             = ["GET", "HEAD"]
+    cache_policy_id            = "658327ea-f89d-4fab-a63d-7e88639e58f6" # Managed-CachingOptimized
+    response_headers_policy_id = aws_cloudfront_response_headers_policy.media.id
+    compress                   = true
+  }
+
+  restrictions {
+    geo_restriction {
+      restriction_type = "none"
+    }
+  }
+
+  viewer_certificate {
+    cloudfront_default_certificate = true
+    minimum_protocol_version       = "TLSv1.2_2021"
+  }
+}
+
+data "aws_iam_policy_document" "media" {
+  statement {
+    sid       = "CloudFrontReads"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.media.arn}/*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["cloudfront.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "AWS:SourceArn"
+      values   = [aws_cloudfront_distribution.media.arn]
+    }
+  }
+
+  statement {
+    sid       = "TlsOnly"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [aws_s3_bucket.media.arn, "${aws_s3_bucket.media.arn}/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "media" {
+  bucket = aws_s3_bucket.media.id
+  policy = data.aws_iam_policy_document.media.json
+}
+
+data "aws_iam_policy_document" "uploads" {
+  statement {
+    sid       = "TlsOnly"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [aws_s3_bucket.uploads.arn, "${aws_s3_bucket.uploads.arn}/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "uploads" {
+  bucket = aws_s3_bucket.uploads.id
+  policy = data.aws_iam_policy_document.uploads.json
+}

@@ -1,0 +1,47 @@
+variable "uploads_bucket" {
+  description = "Name of the bucket clients upload originals to."
+  type        = string
+}
+
+variable "media_bucket" {
+  description = "Name of the bucket holding renditions, artwork and waveforms."
+  type        = string
+}
+
+variable "uploads_prefix" {
+  description = "Key prefix of uploads; only objects under it notify the events queue."
+  type        = string
+  default     = "uploads/"
+}
+
+variable "cors_origins" {
+  description = "Browser origins allowed to POST uploads and GET media."
+  type        = list(string)
+  default     = []
+}
+
+variable "originals_retention_days" {
+  description = "Days an original is kept."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.originals_retention_days >= 1
+    error_message = "Originals must be kept at least a day (the pipeline reads them)."
+  }
+}
+
+variable "kms_key_arn" {
+  description = "KMS key for default bucket encryption."
+  type        = string
+}
+
+variable "events_queue_arn" {
+  description = "Queue that receives ObjectCreated notifications of the uploads bucket."
+  type        = string
+}
+
+variable "events_queue_policy_ready" {
+  description = "Id of the events queue's policy; the notification is created after it."
+  type        = string
+}
