@@ -6,7 +6,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run up test lint bench bench-copyright bench-e2e chaos plan deploy clean
+TOOLS  := .venv-tools
+ENV    ?= dev
+
+.PHONY: install tools run up test lint bench bench-copyright bench-e2e chaos plan deploy infra-docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed") if sys.version_info < (3, 11) else None'
@@ -17,17 +20,41 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# checkov pins its own boto3: it lives in a venv of its own
+$(TOOLS)/.installed:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet checkov==3.3.30
+	@touch $@
+
+tools: $(TOOLS)/.installed
+
 run: install
 	$(BIN)/trackflow demo
 
 up: install
 	$(BIN)/trackflow up
 
-test: install
+test: install tools
 	$(BIN)/python -m pytest
+
+chaos: install
+	TRACKFLOW_CHAOS_SCALE=full $(BIN)/python -m pytest tests/chaos -s
+
+bench-copyright: install
+	$(BIN)/python -m bench.copyright
+
+plan:
+	infra/deploy.sh plan $(ENV)
+
+deploy:
+	infra/deploy.sh apply $(ENV)
+
+infra-docs: install
+	$(BIN)/python infra/readmes.py
 
 lint: install
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .trackflow .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .trackflow .pytest_cache
