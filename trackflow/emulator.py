@@ -1,11 +1,16 @@
 """The embedded AWS emulator: moto in server mode (S3, SQS, DynamoDB, SES) on the loopback.
 
-moto enforces no S3 access control (presigned-policy limits, signatures, expiry), so it must never
-listen beyond the loopback; the consumer checks size, ownership and content itself.
+moto checks no S3 permissions, so the emulator must never listen beyond the loopback. It does
+enforce, as S3 does, the policy of a presigned POST (signature, expiry, key, type and size): that
+is how browsers and the CLI upload, and the limits a client is given must hold locally too.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import io
 import json
 import logging
 import socket
@@ -13,7 +18,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
+from xml.sax.saxutils import escape
 
 __all__ = ["EmulatorServer", "port_in_use", "sent_emails", "wait_until_serving"]
 
@@ -41,6 +48,141 @@ class _AtomicDynamoDB:
             finally:
                 if hasattr(result, "close"):
                     result.close()
+
+
+class PolicyViolation(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _signing_key(secret: str, date: str, region: str) -> bytes:
+    key = f"AWS4{secret}".encode()
+    for part in (date, region, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+# Form fields that S3 does not require a policy condition for.
+_UNCONDITIONED = {"policy", "x-amz-signature", "signature", "awsaccesskeyid", "file"}
+
+
+def _check_signature(fields: dict[str, str], secrets: dict[str, str]) -> None:
+    """The policy signed with the access key's secret: SigV4, or SigV2 as older clients send."""
+    if "x-amz-credential" in fields:
+        access_key, date, region, *_ = [*fields["x-amz-credential"].split("/"), "", "", ""]
+        secret = secrets.get(access_key)
+        signature = fields.get("x-amz-signature", "")
+        expected = (
+            secret
+            and hmac.new(
+                _signing_key(secret, date, region), fields["policy"].encode(), hashlib.sha256
+            ).hexdigest()
+        )
+    else:
+        secret = secrets.get(fields.get("AWSAccessKeyId", ""))
+        signature = fields.get("signature", "")
+        expected = (
+            secret
+            and base64.b64encode(
+                hmac.new(secret.encode(), fields["policy"].encode(), hashlib.sha1).digest()
+            ).decode()
+        )
+    if not expected:
+        raise PolicyViolation(403, "InvalidAccessKeyId", "The access key ID does not exist.")
+    if not hmac.compare_digest(expected, signature):
+        raise PolicyViolation(403, "SignatureDoesNotMatch", "The request signature does not match.")
+
+
+def check_post_policy(
+    fields: dict[str, str], size: int, bucket: str, secrets: dict[str, str], now: datetime
+) -> None:
+    """Refuse a browser-form upload as S3 does when its signed policy does not allow it."""
+    if "policy" not in fields:
+        raise PolicyViolation(
+            403, "AccessDenied", "Bucket POST must contain a field named 'policy'."
+        )
+    _check_signature(fields, secrets)
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    if datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00")) < now:
+        raise PolicyViolation(403, "AccessDenied", "Invalid according to Policy: Policy expired.")
+    values = {name.lower(): value for name, value in fields.items()} | {"bucket": bucket}
+    covered = set()
+    for condition in policy.get("conditions", []):
+        if isinstance(condition, dict):
+            ((name, value),) = condition.items()
+            condition = ["eq", f"${name}", value]
+        operator, *args = condition
+        if operator == "content-length-range":
+            low, high = args
+            if size > int(high):
+                raise PolicyViolation(
+                    400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size."
+                )
+            if size < int(low):
+                raise PolicyViolation(
+                    400,
+                    "EntityTooSmall",
+                    "Your proposed upload is smaller than the minimum allowed size.",
+                )
+            continue
+        name = args[0].lstrip("$").lower()
+        covered.add(name)
+        actual = values.get(name, "")
+        if (operator == "eq" and actual != args[1]) or (
+            operator == "starts-with" and not actual.startswith(args[1])
+        ):
+            raise PolicyViolation(
+                403,
+                "AccessDenied",
+                f"Invalid according to Policy: Policy Condition failed: {json.dumps(condition)}",
+            )
+    extra = {
+        name
+        for name in values
+        if name not in covered | _UNCONDITIONED | {"bucket"} and not name.startswith("x-ignore-")
+    }
+    if extra:
+        raise PolicyViolation(
+            403,
+            "AccessDenied",
+            f"Invalid according to Policy: Extra input fields: {', '.join(sorted(extra))}",
+        )
+
+
+class _PostPolicy:
+    """WSGI middleware: check a browser-form POST's policy before moto stores the object."""
+
+    def __init__(self, app: Any, secrets: dict[str, str]) -> None:
+        self._app, self._secrets = app, secrets
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["REQUEST_METHOD"] != "POST" or not environ.get("CONTENT_TYPE", "").startswith(
+            "multipart/form-data"
+        ):
+            return self._app(environ, start_response)
+        from werkzeug.formparser import parse_form_data
+
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        _, form, files = parse_form_data(environ)
+        environ["wsgi.input"] = io.BytesIO(body)  # moto reads the form again
+        upload = files.get("file")
+        size = len(upload.read()) if upload else 0
+        bucket = environ.get("PATH_INFO", "/").lstrip("/").split("/")[0]
+        try:
+            check_post_policy(dict(form.items()), size, bucket, self._secrets, datetime.now(UTC))
+        except PolicyViolation as refused:
+            xml = (
+                f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{refused.code}</Code>"
+                f"<Message>{escape(refused.message)}</Message></Error>"
+            ).encode()
+            start_response(
+                f"{refused.status} {'Forbidden' if refused.status == 403 else 'Bad Request'}",
+                [("Content-Type", "application/xml"), ("Content-Length", str(len(xml)))],
+            )
+            return [xml]
+        return self._app(environ, start_response)
 
 
 class EmulatorServer:
@@ -72,7 +214,12 @@ class EmulatorServer:
         )
         from werkzeug.serving import make_server
 
-        app = _AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
+        from trackflow.aws import EMULATOR_CREDENTIALS
+
+        secrets = {
+            EMULATOR_CREDENTIALS["aws_access_key_id"]: EMULATOR_CREDENTIALS["aws_secret_access_key"]
+        }
+        app = _PostPolicy(_AtomicDynamoDB(DomainDispatcherApplication(create_backend_app)), secrets)
         self._server = make_server(
             self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler
         )

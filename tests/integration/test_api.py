@@ -7,10 +7,12 @@ import base64
 import json
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from trackflow.api.app import create_app
 
+from trackflow import aws
 from trackflow.auth import mint_token
 from trackflow.settings import Settings
 
@@ -106,3 +108,84 @@ def test_cursor_pagination_of_my_tracks(api: TestClient, settings: Settings):
 def test_openapi_is_served(api: TestClient):
     schema = api.get("/openapi.json").json()
     assert "/v1/uploads" in schema["paths"] and api.get("/docs").status_code == 200
+
+
+def _post_to_s3(upload: dict, body: bytes, **fields: str) -> httpx.Response:
+    return httpx.post(
+        upload["url"],
+        data={**upload["fields"], **fields},
+        files={"file": ("song.mp3", body, fields.get("Content-Type", "audio/mpeg"))},
+        timeout=30,
+    )
+
+
+def test_s3_stores_an_upload_that_keeps_to_its_policy(api: TestClient, settings: Settings):
+    upload = _upload(api, settings)["upload"]
+    stored = _post_to_s3(upload, b"x" * 1000)
+    assert stored.status_code == 204, stored.text
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        ({"size": 10}, 400, "EntityTooLarge"),  # the file is larger than the policy allows
+        ({"Content-Type": "text/html"}, 403, "AccessDenied"),
+        ({"key": "uploads/mallory/elsewhere/song.mp3"}, 403, "AccessDenied"),
+        ({"policy": "tampered"}, 403, "SignatureDoesNotMatch"),
+        ({"acl": "public-read"}, 403, "AccessDenied"),  # a field the policy does not name
+    ],
+)
+def test_s3_refuses_an_upload_outside_its_policy(
+    api: TestClient, settings: Settings, change: dict, status: int, code: str
+):
+    if "size" in change:  # a policy for 10 bytes at most, then 1000 sent
+        settings = settings.model_copy(update={"max_upload_bytes": 10})
+        upload = _upload(TestClient(create_app(settings)), settings, size=10)["upload"]
+        change = {}
+    else:
+        upload = _upload(api, settings)["upload"]
+    if change.get("policy") == "tampered":  # the same policy, with the size limit lifted
+        policy = json.loads(base64.b64decode(upload["fields"]["policy"]))
+        policy["conditions"] = [c for c in policy["conditions"] if "content-length-range" not in c]
+        change = {"policy": base64.b64encode(json.dumps(policy).encode()).decode()}
+    refused = _post_to_s3(upload, b"x" * 1000, **change)
+    assert refused.status_code == status and f"<Code>{code}</Code>" in refused.text
+    key = change.get("key", upload["key"])
+    s3 = aws.client("s3", settings)
+    with pytest.raises(s3.exceptions.ClientError):
+        s3.head_object(Bucket=settings.uploads_bucket, Key=key)
+
+
+def test_s3_refuses_an_upload_after_its_policy_expired(api: TestClient, settings: Settings):
+    expired = settings.model_copy(update={"presign_expiry_s": -1})
+    upload = _upload(TestClient(create_app(expired)), expired)["upload"]
+    refused = _post_to_s3(upload, b"x" * 1000)
+    assert refused.status_code == 403 and "Policy expired" in refused.text
+
+
+def test_expired_and_tampered_tokens_are_refused(api: TestClient, settings: Settings):
+    expired = mint_token(settings, "alice", ttl_s=-60)
+    head, payload, signature = mint_token(settings, "alice").split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    forged = base64.urlsafe_b64encode(json.dumps({**claims, "admin": True}).encode()).rstrip(b"=")
+    for token in (expired, f"{head}.{forged.decode()}.{signature}"):
+        response = api.get("/v1/tracks", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, token
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/tracks/{id}"),
+        ("DELETE", "/v1/tracks/{id}"),
+        ("POST", "/v1/tracks/{id}/reprocess"),
+    ],
+)
+def test_no_route_reaches_another_users_track(
+    api: TestClient, settings: Settings, method: str, path: str
+):
+    track_id = _upload(api, settings, "alice")["track_id"]
+    response = api.request(method, path.format(id=track_id), headers=_auth(settings, "mallory"))
+    assert response.status_code == 404, response.text
+    owner = api.get(f"/v1/tracks/{track_id}", headers=_auth(settings, "alice"))
+    assert owner.status_code == 200 and owner.json()["status"] == "awaiting_upload"
