@@ -8,10 +8,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from starlette.exceptions import HTTPException
 from trackflow.tasks import control, recovery
 from trackflow.tasks.catalogue import catalogue_store
 
@@ -39,7 +42,13 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-class UploadRequest(BaseModel):
+class RequestBody(BaseModel):
+    """A request's JSON body: exactly its fields, of exactly their types (no "1" for 1)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class UploadRequest(RequestBody):
     filename: str = Field(min_length=1, max_length=1000, description="the file's name on disk")
     content_type: str = Field(description="an audio MIME type, e.g. audio/mpeg")
     size: int | None = Field(None, ge=1, description="the file's size in bytes, if known")
@@ -64,7 +73,7 @@ class TrackList(BaseModel):
     next_cursor: str | None = None
 
 
-class WorkRequest(BaseModel):
+class WorkRequest(RequestBody):
     title: str = Field(min_length=1, max_length=500)
     owner: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$", description="the rights holder")
     filename: str = Field(min_length=1, max_length=1000)
@@ -82,7 +91,7 @@ class WorkList(BaseModel):
     next_cursor: str | None = None
 
 
-class ReviewDecision(BaseModel):
+class ReviewDecision(RequestBody):
     decision: str = Field(pattern="^(approve|reject)$")
     note: str = Field("", max_length=2000)
 
@@ -99,12 +108,12 @@ class FeedPage(BaseModel):
     next_cursor: str | None = None
 
 
-class ProfileUpdate(BaseModel):
+class ProfileUpdate(RequestBody):
     email: EmailStr | None = None
     email_opt_out: bool | None = None
 
 
-class AccountUpdate(BaseModel):
+class AccountUpdate(RequestBody):
     priority: bool | None = None
     email: EmailStr | None = None
 
@@ -121,14 +130,46 @@ class ErrorResponse(BaseModel):
 _bearer = HTTPBearer(auto_error=False)
 
 
+def _query_names(dependant: Dependant) -> set[str]:
+    return {field.alias for field in dependant.query_params}.union(
+        *(_query_names(sub) for sub in dependant.dependencies)
+    )
+
+
+def known_query_only(request: Request) -> None:
+    """A misspelt parameter (``?limt=5``) is an error, not silently ignored."""
+    route = request.scope.get("route")
+    unknown = set(request.query_params) - (
+        _query_names(route.dependant) if isinstance(route, APIRoute) else set()
+    )
+    if unknown:
+        raise ApiError(400, "unknown_parameter", f"unknown query parameters: {sorted(unknown)}")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
         title="trackflow",
         version="1",
         description="Upload audio through presigned S3 POSTs and follow its processing.",
-        responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+        dependencies=[Depends(known_query_only)],
+        responses={status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 429)},
     )
+
+    @app.middleware("http")
+    async def allow_every_method_of_the_path(request: Request, call_next: Any) -> Any:
+        """A 405's Allow header names every method the path has, not only its first route's."""
+        response = await call_next(request)
+        if response.status_code == 405:
+            methods = {
+                method
+                for route in app.routes
+                if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
+                for method in route.methods
+            }
+            response.headers["Allow"] = ", ".join(sorted(methods))
+        return response
+
     tracks = TrackStore(aws.client("dynamodb", settings), settings.table("tracks"))
     users = UserStore(aws.client("dynamodb", settings), settings.table("users"))
     social = SocialStore(

@@ -43,7 +43,9 @@ class UserStore:
 
     def update(self, user_id: str, **fields: Any) -> dict[str, Any]:
         """Set profile fields (email, priority, email_opt_out) of an existing user."""
-        self.ensure(user_id)
+        profile = self.ensure(user_id)
+        if not fields:
+            return profile
         u = Update()
         for name, value in fields.items():
             u.set(name, value)
