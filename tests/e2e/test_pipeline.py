@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,23 @@ def test_a_duplicate_s3_event_starts_nothing(settings: Settings, tmp_path: Path)
     again = client.track(track["track_id"])
     assert all(s["attempts"] == 1 for s in again["steps"].values())
     assert len(emails_to(settings, "e2e-carol@users.trackflow.local")) == 1
+
+
+def test_keys_with_spaces_plus_percent_emoji_and_either_unicode_form_reach_their_track(
+    settings: Settings, tmp_path: Path
+):
+    """S3 events carry keys URL-encoded ('+' for a space); file names come in NFC or NFD."""
+    name = "Café + Crème 100% 🎵 mix.mp3"
+    client = client_for(settings, "e2e-unicode")
+    sent = {}
+    for form in ("NFC", "NFD"):
+        folder = tmp_path / form
+        folder.mkdir()
+        path = folder / unicodedata.normalize(form, name)
+        write_track(SampleTrack(f"Title {form}", "Keys", seconds=4, seed=len(sent)), path)
+        sent[upload(client, path)] = form
+    for track_id, form in sent.items():
+        track = client.wait(track_id, timeout_s=240)
+        assert track["status"] == "published", track.get("error")
+        assert track["metadata"]["tags"]["title"] == f"Title {form}"
+        assert track["source"]["key"].endswith(f"/{track_id}/{unicodedata.normalize('NFC', name)}")
