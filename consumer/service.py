@@ -2,9 +2,11 @@
 
 A message is acknowledged only once its uploads are admitted (workflow launched, duplicate
 recognised or upload refused with a visible reason). A message that can never be processed is
-handed back at once, so that the queue's redrive policy moves it to the dead-letter queue after
-a few receives; a transient failure leaves the message to come back after its visibility
-timeout. Nothing stops the loop.
+made visible again at once, so that the queue's redrive policy moves it to the dead-letter
+queue after a few receives; a transient failure leaves the message to come back after its
+visibility timeout. Either way kombu forgets the message without deleting it (the queue has a
+redrive policy), so unfinished messages never hold up the prefetch window. Nothing stops the
+loop.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ def _connection(settings: Settings) -> Connection:
     options["predefined_queues"] = {
         settings.events_queue: predefined_queue(settings, settings.events_queue)
     }
-    return Connection(config["broker_url"], transport_options=options)
+    return Connection(
+        config["broker_url"], transport=config["broker_transport"], transport_options=options
+    )
 
 
 class EventConsumer(ConsumerMixin):
@@ -44,6 +48,7 @@ class EventConsumer(ConsumerMixin):
         self.connection = connection
         self.settings = settings
         self.store = TrackStore(aws.client("dynamodb", settings), settings.table("tracks"))
+        self.sqs = aws.client("sqs", settings)
         self.handled = 0
 
     def get_consumers(self, consumer_class: type[Consumer], channel: Any) -> list[Consumer]:
@@ -65,15 +70,31 @@ class EventConsumer(ConsumerMixin):
                 )
         except PoisonMessage as poison:
             log.error("poison_message", reason=str(poison), body=_preview(body))
-            message.requeue()  # visible again at once: the redrive policy counts it to the DLQ
+            self._show_again_now(message)
+            message.reject(requeue=False)
             return
         except Exception:  # DynamoDB or SQS trouble: the message comes back after its timeout
             log.exception("event_not_admitted", body=_preview(body))
+            message.reject(requeue=False)
             return
         finally:
             unbind("key")
             self.handled += 1
         message.ack()
+
+    def _show_again_now(self, message: Any) -> None:
+        """Make the message visible again at once: each receive counts toward the redrive
+        policy's limit, and then SQS moves it to the dead-letter queue. (kombu's requeue would
+        send a copy, whose receive count starts again from zero.)"""
+        info = message.delivery_info
+        try:
+            self.sqs.change_message_visibility(
+                QueueUrl=info["sqs_queue"],
+                ReceiptHandle=info["sqs_message"]["ReceiptHandle"],
+                VisibilityTimeout=0,
+            )
+        except Exception:  # then it comes back after its visibility timeout instead
+            log.exception("poison_not_released")
 
 
 def _preview(body: Any, limit: int = 300) -> str:

@@ -56,16 +56,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     if endpoint:
         user = ":".join(quote(part, safe="") for part in credentials or ("", ""))
         broker_url = f"sqs://{user}@{endpoint.hostname}:{endpoint.port or 80}"
-        backend_url = (
-            f"dynamodb://{user}@{endpoint.hostname}:{endpoint.port or 80}/"
-            f"{settings.table('results')}?ttl_seconds=86400"
-        )
     else:
         broker_url = "sqs://"
-        backend_url = f"dynamodb://@{settings.region}/{settings.table('results')}?ttl_seconds=86400"
     predefined = {name: predefined_queue(settings, name) for name in settings.worker_queues}
     return {
         "broker_url": broker_url,
+        "broker_transport": "trackflow.tasks.broker:Transport",
         "broker_transport_options": {
             "region": settings.region,
             "is_secure": endpoint is None or endpoint.scheme == "https",
@@ -74,12 +70,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "polling_interval": 0.1,
         },
         "broker_connection_retry_on_startup": True,
-        "result_backend": backend_url,
-        # a host name is not taken for a local endpoint by the backend's URL parser
-        "dynamodb_endpoint_url": settings.endpoint_url,
-        "result_expires": 86400,
-        # A step's outcome lives in its track's record; storing it again as a Celery result
-        # would cost two DynamoDB writes a task for nothing.
+        # A step's outcome lives in its track's record, and stages join there too (see
+        # workflow.py): Celery keeps no results, so it needs no result backend.
         "task_ignore_result": True,
         "task_serializer": "json",
         "result_serializer": "json",
