@@ -51,7 +51,7 @@ class RequestBody(BaseModel):
 class UploadRequest(RequestBody):
     filename: str = Field(min_length=1, max_length=1000, description="the file's name on disk")
     content_type: str = Field(description="an audio MIME type, e.g. audio/mpeg")
-    size: int | None = Field(None, ge=1, description="the file's size in bytes, if known")
+    size: int | None = Field(None, ge=0, description="the file's size in bytes, if known")
 
 
 class PresignedPost(BaseModel):
@@ -78,7 +78,7 @@ class WorkRequest(RequestBody):
     owner: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$", description="the rights holder")
     filename: str = Field(min_length=1, max_length=1000)
     content_type: str
-    size: int | None = Field(None, ge=1)
+    size: int | None = Field(None, ge=0)
 
 
 class WorkResponse(BaseModel):
@@ -231,6 +231,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise ApiError(
                 400, "unsupported_content_type", f"{content_type!r} is not an audio type we accept"
             )
+        if size == 0:
+            raise ApiError(400, "empty_file", "the file is empty: there is nothing to upload")
         if size is not None and size > settings.max_upload_bytes:
             raise ApiError(400, "too_large", f"the limit is {settings.max_upload_bytes} bytes")
         return content_type
@@ -393,8 +395,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise ApiError(
                 409,
                 "not_reprocessable",
-                "only an uploaded track that is not held "
-                "for review or already queued can be reprocessed",
+                "only an uploaded track that is not held for review can be reprocessed",
             )
         return public_record(track)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import random
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,12 +62,25 @@ class _Counting:
         return self._handle.tell()
 
 
+UPLOAD_ATTEMPTS = 5
+
+
+def _s3_error(body: str) -> str:
+    """S3's XML error as one line: "Code: Message"."""
+    code = re.search(r"<Code>(.*?)</Code>", body)
+    message = re.search(r"<Message>(.*?)</Message>", body)
+    if not code:
+        return body[:300]
+    return f"{code.group(1)}: {html.unescape(message.group(1)) if message else ''}".strip()
+
+
 class ApiClient:
     def __init__(self, base_url: str, token: str, *, timeout: float = 30.0) -> None:
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
+            transport=httpx.HTTPTransport(retries=3),  # connection attempts only: always safe
         )
 
     def close(self) -> None:
@@ -103,22 +119,46 @@ class ApiClient:
     def send_file(
         upload: dict[str, Any], path: Path, on_bytes: Callable[[int], None] = lambda n: None
     ) -> None:
-        """POST the file straight to S3 with the presigned form, streaming it from disk."""
-        with path.open("rb") as handle:
-            response = httpx.post(
-                upload["url"],
-                data=upload["fields"],
-                files={
-                    "file": (
-                        path.name,
-                        _Counting(handle, on_bytes),
-                        upload["fields"].get("Content-Type"),
+        """POST the file straight to S3 with the presigned form, streaming it from disk.
+
+        S3 asks clients to retry its 5xx answers and dropped connections: up to
+        ``UPLOAD_ATTEMPTS`` tries with exponential backoff and jitter (the progress goes back
+        to zero for each). A refusal (4xx: too large, wrong type, expired) is final.
+        """
+        for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+            sent = 0
+
+            def count(n: int) -> None:
+                nonlocal sent
+                sent += n
+                on_bytes(n)
+
+            try:
+                with path.open("rb") as handle:
+                    response = httpx.post(
+                        upload["url"],
+                        data=upload["fields"],
+                        files={
+                            "file": (
+                                path.name,
+                                _Counting(handle, count),
+                                upload["fields"].get("Content-Type"),
+                            )
+                        },
+                        timeout=httpx.Timeout(60.0, write=None),
                     )
-                },
-                timeout=httpx.Timeout(60.0, write=None),
-            )
-        if response.status_code not in (200, 201, 204):
-            raise ApiError(response.status_code, "upload_refused", response.text[:500])
+            except httpx.TransportError as error:
+                status, problem = 503, f"connection failed: {error or type(error).__name__}"
+            else:
+                if response.status_code in (200, 201, 204):
+                    return
+                status, problem = response.status_code, _s3_error(response.text)
+                if status < 500:
+                    raise ApiError(status, "upload_refused", problem)
+            on_bytes(-sent)
+            if attempt == UPLOAD_ATTEMPTS:
+                raise ApiError(status, "upload_failed", f"{problem} ({attempt} attempts)")
+            time.sleep(random.uniform(0, min(8.0, 0.5 * 2**attempt)))
 
     def track(self, track_id: str) -> dict[str, Any]:
         return self.request("GET", f"/v1/tracks/{track_id}")
