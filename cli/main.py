@@ -803,7 +803,7 @@ def dlq_redrive(queue: str | None, limit: int | None) -> None:
 @click.option(
     "--durations",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="JSON of step -> seconds (default: measured by make bench)",
+    help="JSON of step -> seconds (default: what `make bench` measured here, if it ran)",
 )
 @click.option("--from-state", is_flag=True, help="use the step times of recent published tracks")
 @click.option("--cpu-concurrency", default=2, show_default=True, help="slots per CPU task")
@@ -825,9 +825,13 @@ def capacity(
     """Workers each queue group needs for a load (Erlang C), and the autoscaling to match."""
     from trackflow import capacity as planner
 
+    measured = Path(get_settings().data_dir) / "bench" / "steps.json"
+    durations = durations or (measured if measured.exists() else None)
     steps = json.loads(durations.read_text()) if durations else None
     if from_state:
         steps = _recent_step_seconds()
+    source = "recent tracks" if from_state else durations or "typical step times (no bench ran)"
+    err.print(f"step times from {source}")
     plans = planner.plan(uploads_per_hour, steps, p95_wait_target_s=p95_wait)
     table = Table(
         box=None,

@@ -7,6 +7,10 @@ action="${1:?usage: deploy.sh plan|apply ENV}"
 env="${2:?usage: deploy.sh plan|apply ENV}"
 here="$(cd "$(dirname "$0")" && pwd)"
 vars="$here/environments/$env.tfvars"
+# worker scaling sized by `trackflow capacity --tfvars infra/environments/<env>.capacity.tfvars`
+capacity="$here/environments/$env.capacity.tfvars"
+var_files=(-var-file="$vars")
+[[ -f "$capacity" ]] && var_files+=(-var-file="$capacity")
 missing=()
 
 [[ -f "$vars" ]] || missing+=("infra/environments/$env.tfvars (copy dev.tfvars and fill in its REPLACE_ME values)")
@@ -39,13 +43,13 @@ cd "$here"
 terraform init -input=false
 if [[ "$action" == "plan" ]]; then
   tag="$(git rev-parse --short HEAD)"
-  terraform plan -input=false -var-file="$vars" -var "image_tag=$tag"
+  terraform plan -input=false "${var_files[@]}" -var "image_tag=$tag"
   exit 0
 fi
 tag="$(git rev-parse --short HEAD)-$(date +%Y%m%d%H%M%S)"
-terraform apply -input=false -var-file="$vars" -var "image_tag=$tag" -target=module.registry
+terraform apply -input=false "${var_files[@]}" -var "image_tag=$tag" -target=module.registry
 repository="$(terraform output -raw repository_url)"
 aws ecr get-login-password --region "$region" | docker login --username AWS --password-stdin "${repository%%/*}"
 docker build -t "$repository:$tag" "$here/.."
 docker push "$repository:$tag"
-terraform apply -input=false -var-file="$vars" -var "image_tag=$tag"
+terraform apply -input=false "${var_files[@]}" -var "image_tag=$tag"

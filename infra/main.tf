@@ -97,14 +97,6 @@ locals {
       attributes = { key = "S" }
       indexes    = {}
     }
-    results = {
-      name       = "${local.name_prefix}-celery-results"
-      hash_key   = "id"
-      range_key  = null
-      ttl        = "ttl"
-      attributes = { id = "S" }
-      indexes    = {}
-    }
   }
 }
 

@@ -1,8 +1,8 @@
 """Nothing stays stuck: the sweeper, reconciliation and reprocessing.
 
 - ``sweep`` finds tracks that stopped moving (a lost message, a consumer killed between two
-  writes, a chord that never joined) and resumes them, or fails them visibly once resuming has
-  not helped; and tracks whose upload never arrived;
+  writes) and resumes them, or fails them visibly once resuming has not helped; and tracks
+  whose upload never arrived;
 - ``reconcile`` finds uploaded objects that never produced an event and admits them;
 - ``reprocess`` runs a track again from the start; every step is idempotent, so outputs are
   replaced in place and no side effect happens twice.
@@ -78,8 +78,8 @@ def sweep(settings: Settings | None = None, now: datetime | None = None) -> Swee
     store = track_store(settings)
     report = SweepReport()
     # A track with a step running may legitimately be quiet for a step's whole time limit; one
-    # with nothing running that has not moved for a few minutes lost its messages (a chord that
-    # never joined, a consumer killed between two writes).
+    # with nothing running that has not moved for a few minutes lost its messages (a broker
+    # that dropped them, a consumer killed between two writes).
     # A quiet track is only stalled when nothing is queued for its lane: under a backlog, a
     # track waiting its turn is quiet too.
     stalled = _iso(now - timedelta(seconds=settings.stalled_after_s))

@@ -99,7 +99,8 @@ class StepContext:
         return self._gate
 
     def require(self, *steps: str) -> None:
-        """Inputs made by earlier steps must exist; if not (a chord fired early), retry soon."""
+        """Inputs made by earlier steps must exist; if not (a stage relaunched by the sweeper while
+        its predecessor still runs), retry soon."""
         missing = [s for s in steps if self.track["steps"][s]["status"] != StepStatus.SUCCEEDED]
         if missing:
             raise NotReady(f"waiting for {', '.join(missing)}")

@@ -29,6 +29,7 @@ def bootstrap(settings: Settings) -> dict[str, Any]:
     """Create buckets, queues, tables, the S3 -> SQS notification and the SES identity."""
     queues = {name: _ensure_queue(settings, name) for name in settings.all_queues}
     _ensure_bucket(settings, settings.uploads_bucket, cors=True)
+    _expire_originals(settings)
     _ensure_bucket(settings, settings.media_bucket, cors=True)
     _ensure_notification(settings, queues[settings.events_queue])
     for table in TABLES:
@@ -125,6 +126,30 @@ def _ensure_bucket(settings: Settings, bucket: str, *, cors: bool) -> None:
                 ]
             },
         )
+
+
+def _expire_originals(settings: Settings) -> None:
+    """Originals are kept for inspection and reprocessing, then expire; abandoned multipart
+    uploads are cleared after a day (as infra/modules/storage does in AWS)."""
+    client("s3", settings).put_bucket_lifecycle_configuration(
+        Bucket=settings.uploads_bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "abort-incomplete-uploads",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": ""},
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                },
+                {
+                    "ID": "expire-originals",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": settings.uploads_prefix},
+                    "Expiration": {"Days": settings.originals_retention_days},
+                },
+            ]
+        },
+    )
 
 
 def _ensure_notification(settings: Settings, events_url: str) -> None:

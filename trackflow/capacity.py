@@ -19,7 +19,8 @@ from trackflow.track import STEP_BY_NAME
 __all__ = ["GroupPlan", "erlang_c", "p95_wait", "plan", "tfvars"]
 
 # Seconds per step for a typical upload (a 5-minute stereo track), measured by `make bench`
-# on one core of the development machine; `--durations` or `--from-state` replace them.
+# on one core of the development machine; the CLI prefers what `make bench` measured on this
+# machine, `--durations` or `--from-state`.
 DEFAULT_STEP_SECONDS = {
     "extract_metadata": 0.15,
     "resize_artwork": 0.6,

@@ -29,7 +29,7 @@ class _AtomicDynamoDB:
     """WSGI middleware: one DynamoDB request at a time.
 
     moto changes DynamoDB items in place, without locks, so concurrent requests on one item can
-    read it half written (seen here as Celery's chord counter losing its count); DynamoDB itself
+    read it half written (seen here as counters losing counts); DynamoDB itself
     applies every request atomically. Serialising DynamoDB requests restores that; they are
     quick, and SQS long polls are left to run side by side.
     """

@@ -55,6 +55,6 @@ class WaitForSlot(TransientError):
 
 
 class NotReady(TransientError):
-    """A step's inputs are not there yet (a duplicate chord join fired early): try again soon."""
+    """A step's inputs or its turn are not there yet: try again soon."""
 
     code = "not_ready"

@@ -62,7 +62,6 @@ def resource_names(prefix: str) -> dict[str, str]:
         "catalogue_table": f"{prefix}-catalogue",
         "fingerprints_table": f"{prefix}-fingerprints",
         "idempotency_table": f"{prefix}-idempotency",
-        "results_table": f"{prefix}-celery-results",
     }
     for group in WorkerGroup:
         for lane in Lane:

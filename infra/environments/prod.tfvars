@@ -16,7 +16,8 @@ search_instance_type  = "m6g.large.search"
 search_instance_count = 2
 log_retention_days    = 90
 
-# `trackflow capacity --uploads-per-hour N --tfvars` writes these for a measured load.
+# `trackflow capacity --uploads-per-hour N --tfvars infra/environments/prod.capacity.tfvars`
+# sizes these for a measured load; deploy.sh passes that file after this one when it exists.
 services = {
   api            = { cpu = 512, memory = 1024, min = 2, max = 10, backlog_per_task = 0, concurrency = 0 }
   consumer       = { cpu = 256, memory = 512, min = 2, max = 4, backlog_per_task = 200, concurrency = 0 }

@@ -65,5 +65,4 @@ TABLES: tuple[Table, ...] = (
     # side-effect claims, rate-limit buckets and other short-lived records
     Table("idempotency", "key", ttl_attribute="expires_at"),
     # Celery's result backend (its own schema: a string "id")
-    Table("results", "id", ttl_attribute="ttl"),
 )
