@@ -41,8 +41,14 @@ test: install tools
 chaos: install
 	TRACKFLOW_CHAOS_SCALE=full $(BIN)/python -m pytest tests/chaos -s
 
+bench: install
+	$(BIN)/python -m bench.media
+
 bench-copyright: install
 	$(BIN)/python -m bench.copyright
+
+bench-e2e: install
+	$(BIN)/python -m bench.e2e
 
 plan:
 	infra/deploy.sh plan $(ENV)

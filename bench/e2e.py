@@ -1,0 +1,231 @@
+"""The whole system against the bare media work on the same cores (`make bench-e2e`).
+
+A batch of generated tracks (tagged, with cover art) is processed twice in one run:
+
+1. bare: the media core of every step called directly, one track per process, in a pool of as
+   many processes as cores; no Celery, SQS, S3 or DynamoDB;
+2. the system: `trackflow up` on the embedded emulator, every track uploaded at once through
+   presigned URLs, timed until the last is published.
+
+Then one longer track on the idle stack gives the critical path (the longest chain of step
+times through the stages) against its upload-to-published latency. Figures are written to
+.trackflow/bench/e2e.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.media import make_inputs, ours
+
+
+def bare_track(track: str) -> dict[str, float]:
+    """Every step's media work on one track, in order; returns each step's seconds."""
+    with tempfile.TemporaryDirectory() as work:
+        took = {}
+        for name, step in ours(Path(track), Path(work)).items():
+            started = time.perf_counter()
+            step()
+            took[name] = time.perf_counter() - started
+        return took
+
+
+def bare(tracks: list[Path], cores: int) -> tuple[float, list[dict[str, float]]]:
+    started = time.perf_counter()
+    with ProcessPoolExecutor(cores) as pool:
+        steps = list(pool.map(bare_track, map(str, tracks)))
+    return time.perf_counter() - started, steps
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    """CPU time of the worker processes, their pool processes and the ffmpeg they ran."""
+    total = 0.0
+    for process in processes:
+        for member in [process, *process.children()]:
+            try:
+                times = member.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def critical_path(track: dict[str, Any]) -> float:
+    """The longest chain of step times: per stage, its slowest branch."""
+    from trackflow.track import STAGES
+
+    steps = track["steps"]
+    return sum(
+        max(sum(float(steps[s].get("duration_s", 0)) for s in branch) for branch in stage.branches)
+        for stage in STAGES
+    )
+
+
+def _upload_and_follow(client: Any, path: Path, poll_s: float = 0.1) -> tuple[dict, float]:
+    """Upload through a presigned POST; returns the final record and seconds from the end of
+    the upload to publication."""
+    from trackflow.track import TERMINAL
+
+    created = client.create_upload(path)
+    client.send_file(created["upload"], path)
+    uploaded = time.perf_counter()
+    while (track := client.track(created["track_id"]))["status"] not in TERMINAL:
+        time.sleep(poll_s)
+    return track, time.perf_counter() - uploaded
+
+
+def system(
+    tracks: list[Path], probe: Path, cores: int
+) -> tuple[float, list[tuple[dict, float]], tuple[dict, float], float]:
+    from trackflow.cli.client import ApiClient
+    from trackflow.cli.stack import Stack
+
+    from trackflow.auth import mint_token
+    from trackflow.settings import get_settings
+
+    settings = get_settings()
+    stack = Stack(settings, cores=cores)
+    stack.start(on_event=lambda message: print(f"  {message}", file=sys.stderr))
+    try:
+        client = ApiClient(settings.api_url, mint_token(settings, "bench"))
+        workers = [
+            psutil.Process(r.process.pid)
+            for r in stack.roles
+            if r.name.startswith("worker") and r.process
+        ]
+        print("  the probe track, alone on the idle stack", file=sys.stderr)
+        alone = _upload_and_follow(client, probe)
+        print(f"  the batch: {len(tracks)} tracks at once", file=sys.stderr)
+        cpu_before = _cpu_seconds(workers)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(len(tracks)) as uploads:
+            batch = list(uploads.map(lambda p: _upload_and_follow(client, p, 0.5), tracks))
+        wall = time.perf_counter() - started
+        utilisation = (_cpu_seconds(workers) - cpu_before) / (wall * cores)
+        return wall, batch, alone, utilisation
+    finally:
+        stack.stop()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracks", type=int, default=6)
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--probe-minutes", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    cores = os.cpu_count() or 2
+    scratch = Path(tempfile.mkdtemp(prefix="trackflow-bench-"))
+    # a stack of its own: fresh state, free ports, nothing shared with a running `trackflow up`
+    os.environ.update(
+        {
+            "TRACKFLOW_AWS_TARGET": "embedded",
+            "TRACKFLOW_DATA_DIR": str(scratch / "data"),
+            "TRACKFLOW_EMULATOR_PORT": str(_free_port()),
+            "TRACKFLOW_API_PORT": str(_free_port()),
+            "TRACKFLOW_LOG_LEVEL": "WARNING",
+        }
+    )
+    print(f"generating {args.tracks} tracks of {args.minutes:g} minutes…", file=sys.stderr)
+    tracks = [
+        make_inputs(scratch / f"t{n}", args.minutes, seed=500 + n)[0] for n in range(args.tracks)
+    ]
+    probe = make_inputs(scratch / "probe", args.probe_minutes, seed=999)[0]
+
+    print(f"bare: {args.tracks} tracks in a pool of {cores} processes…", file=sys.stderr)
+    bare_wall, bare_steps = bare(tracks, cores)
+    print("the system: trackflow up…", file=sys.stderr)
+    wall, batch, (alone, alone_latency), utilisation = system(tracks, probe, cores)
+
+    failed = [t["track_id"] for t, _ in [*batch, (alone, 0)] if t["status"] != "published"]
+    if failed:
+        print(f"not published: {failed}", file=sys.stderr)
+        return 1
+    latencies = [latency for _, latency in batch]
+    path = critical_path(alone)
+    in_steps = sum(float(s.get("duration_s", 0)) for s in alone["steps"].values())
+    ratio = wall / bare_wall
+    print(f"\n{args.tracks} tracks × {args.minutes:g} min on {cores} cores\n")
+    print(f"{'':<38}{'seconds':>10}")
+    print(f"{'bare media work (pool of ' + str(cores) + ')':<38}{bare_wall:>10.1f}")
+    print(f"{'whole system, upload to last published':<38}{wall:>10.1f}")
+    print(f"{'ratio system / bare':<38}{ratio:>10.2f}  goal <= 1.15: {_met(ratio <= 1.15)}")
+    print(f"{'latency p50 (upload to published)':<38}{_percentile(latencies, 50):>10.1f}")
+    print(f"{'latency p95':<38}{_percentile(latencies, 95):>10.1f}")
+    print(f"{'worker CPU utilisation':<38}{utilisation:>10.0%}")
+    per_track_overhead = statistics.mean(latency - critical_path(track) for track, latency in batch)
+    print(f"{'mean latency beyond critical path':<38}{per_track_overhead:>10.1f}  (queueing too)")
+
+    print(f"\none {args.probe_minutes:g}-minute track on the idle stack\n")
+    print(f"{'critical path (longest chain of steps)':<38}{path:>10.2f}")
+    print(f"{'upload to published':<38}{alone_latency:>10.2f}")
+    print(
+        f"{'ratio':<38}{alone_latency / path:>10.2f}  goal <= 1.3: "
+        f"{_met(alone_latency <= 1.3 * path)}"
+    )
+    overhead = alone_latency - path
+    print(f"{'orchestration overhead':<38}{overhead:>10.2f}  goal < 0.5: {_met(overhead < 0.5)}")
+    print(f"{'sum of all step times (2 cores)':<38}{in_steps:>10.2f}")
+
+    print("\nper step, mean seconds per track (system steps include S3 and state I/O)\n")
+    print(f"{'step':<18}{'bare':>9}{'system':>9}{'ratio':>8}")
+    names = list(alone["steps"])
+    summary = {}
+    for name in names:
+        sys_mean = statistics.mean(float(t["steps"][name].get("duration_s", 0)) for t, _ in batch)
+        bare_mean = statistics.mean(s.get(name, 0.0) for s in bare_steps)
+        summary[name] = {"bare_s": round(bare_mean, 3), "system_s": round(sys_mean, 3)}
+        shown = f"{sys_mean / bare_mean:>8.2f}" if bare_mean else f"{'-':>8}"
+        print(f"{name:<18}{bare_mean:>9.2f}{sys_mean:>9.2f}{shown}")
+
+    out = Path(".trackflow") / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "e2e.json").write_text(
+        json.dumps(
+            {
+                "tracks": args.tracks,
+                "minutes": args.minutes,
+                "cores": cores,
+                "bare_wall_s": round(bare_wall, 2),
+                "system_wall_s": round(wall, 2),
+                "ratio": round(ratio, 3),
+                "latency_p50_s": round(_percentile(latencies, 50), 2),
+                "latency_p95_s": round(_percentile(latencies, 95), 2),
+                "worker_cpu_utilisation": round(utilisation, 3),
+                "probe_critical_path_s": round(path, 2),
+                "probe_latency_s": round(alone_latency, 2),
+                "steps": summary,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,362 @@
+"""Media steps against plain references (`make bench`).
+
+For a generated 5-minute stereo 44.1 kHz track, each step of the media core is timed beside a
+reference doing the same work with plain ffmpeg command lines (or the plainest numpy, for
+peaks); then each step runs on a 2-hour stereo 48 kHz input in a process of its own, and its
+peak resident memory is reported (the Python process, and its largest ffmpeg child).
+Step times are written to .trackflow/bench/steps.json, which `trackflow capacity` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from trackflow.media import artwork, ffmpeg, fingerprint, loudness, probe, tags, transcode, waveform
+from trackflow.media.samples import SampleTrack, synthesise, write_track
+
+from trackflow.settings import Settings
+
+SETTINGS = Settings.model_construct()
+RATE = SETTINGS.rendition_sample_rate
+
+
+def _run(*args: str) -> None:
+    subprocess.run(
+        [ffmpeg.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True
+    )
+
+
+def make_inputs(folder: Path, minutes: float, seed: int = 77) -> tuple[Path, Path]:
+    """A tagged MP3 with cover art of ``minutes`` (a minute of music, looped), and its cover
+    image for the artwork reference."""
+    folder.mkdir(parents=True, exist_ok=True)
+    seconds = minutes * 60
+    loop = write_track(
+        SampleTrack(f"Bench {seed}", "Bench Band", seconds=min(60.0, seconds), seed=seed),
+        folder / "loop.mp3",
+    )
+    track = folder / "track.mp3"
+    loops = math.ceil(seconds / 60) - 1
+    _run(
+        *("-stream_loop", str(loops), "-i", str(loop)),
+        *("-t", f"{seconds:.3f}", "-map", "0:a", "-c", "copy", str(track)),
+    )
+    from mutagen.id3 import ID3
+
+    ID3(loop).save(track)  # the loop's tags and cover on the long file
+    cover = folder / "cover.jpg"
+    cover.write_bytes(tags.front_cover(probe.open_audio(track, probe.inspect_audio(track))).data)
+    return track, cover
+
+
+# --- the steps, as the tasks call them -----------------------------------------------------------
+def ours(track: Path, work: Path) -> dict[str, Callable[[], Any]]:
+    info = probe.inspect_audio(track)
+    state: dict[str, Any] = {}
+
+    def metadata() -> None:
+        gate = probe.inspect_audio(track)
+        tags.read_tags(probe.open_audio(track, gate), fallback_title="x")
+
+    def art() -> None:
+        cover = tags.front_cover(probe.open_audio(track, info))
+        artwork.render_artwork(cover.data, work / "art", SETTINGS.artwork_sizes)
+
+    def analyse() -> None:
+        result, mins, maxs = waveform.analyse_audio(
+            track,
+            info,
+            samples_per_pixel=SETTINGS.waveform_samples_per_pixel,
+            sample_rate=RATE,
+            silence_dbfs=-60,
+            timeout=3600,
+        )
+        doc = waveform.peaks_document(
+            mins,
+            maxs,
+            sample_rate=RATE,
+            bits=8,
+            samples_per_pixel=SETTINGS.waveform_samples_per_pixel,
+        )
+        (work / "peaks.json").write_text(json.dumps(doc))
+        waveform.render_png(mins, maxs, work / "wave.png", width=1800, height=280)
+        state["loudness"] = result.loudness
+
+    def normalise() -> None:
+        result = loudness.normalise(
+            track,
+            info,
+            state["loudness"],
+            work / "norm.flac",
+            target_lufs=-14,
+            ceiling_dbtp=-1,
+            lossy_headroom_db=SETTINGS.lossy_headroom_db,
+            lossy_loudness_bias_lu=SETTINGS.lossy_loudness_bias_lu,
+            sample_rate=RATE,
+            timeout=3600,
+        )
+        state["peak"] = result.output.true_peak_dbtp
+
+    def copyright_check() -> None:
+        fingerprint.fingerprint_file(track, info.demuxer, timeout=3600)
+
+    def encode(bitrate: int) -> Callable[[], None]:
+        def run() -> None:
+            transcode.encode_mp3(
+                work / "norm.flac",
+                work / f"{bitrate}.mp3",
+                bitrate_kbps=bitrate,
+                sample_rate=RATE,
+                source_peak_dbtp=state["peak"],
+                max_peak_dbtp=-0.8,
+                timeout=3600,
+            )
+
+        return run
+
+    return {
+        "extract_metadata": metadata,
+        "resize_artwork": art,
+        "analyse_waveform": analyse,
+        "normalise_audio": normalise,
+        "check_copyright": copyright_check,
+        "transcode_128": encode(128),
+        "transcode_192": encode(192),
+        "transcode_320": encode(320),
+    }
+
+
+def references(track: Path, cover: Path, work: Path) -> dict[str, Callable[[], Any]]:
+    """The same work done the plainest way."""
+
+    def metadata() -> None:
+        _run("-i", str(track), "-f", "ffmetadata", str(work / "meta.txt"))
+
+    def art() -> None:
+        sizes = [p for _, p in artwork.rendition_names(SETTINGS.artwork_sizes)]
+        splits = "".join(f"[s{n}]" for n in range(len(sizes)))
+        graph = f"[0:v]crop='min(iw,ih)':'min(iw,ih)',split={len(sizes)}{splits};" + ";".join(
+            f"[s{n}]scale={p}:{p}:flags=lanczos,split[j{n}][w{n}]" for n, p in enumerate(sizes)
+        )
+        outputs = []
+        for n, pixels in enumerate(sizes):
+            outputs += ["-map", f"[j{n}]", str(work / f"ref{n}_{pixels}.jpg")]
+            outputs += ["-map", f"[w{n}]", str(work / f"ref{n}_{pixels}.webp")]
+        _run("-i", str(cover), "-filter_complex", graph, *outputs)
+
+    def analyse() -> None:
+        raw = subprocess.run(
+            [
+                ffmpeg.ffmpeg_exe(),
+                "-v",
+                "error",
+                "-i",
+                str(track),
+                "-ac",
+                "1",
+                "-ar",
+                str(RATE),
+                "-f",
+                "f32le",
+                "-",
+            ],
+            capture_output=True,
+            check=True,
+        ).stdout
+        pcm = np.frombuffer(raw, "<f4")
+        whole = pcm[: len(pcm) // 512 * 512].reshape(-1, 512)
+        (work / "ref_peaks.json").write_text(
+            json.dumps(np.stack([whole.min(1), whole.max(1)], 1).round(3).ravel().tolist())
+        )
+        _run("-i", str(track), "-af", "ebur128=peak=true", "-f", "null", "-")
+        _run(
+            "-i",
+            str(track),
+            "-filter_complex",
+            "showwavespic=s=1800x280",
+            "-frames:v",
+            "1",
+            str(work / "ref_wave.png"),
+        )
+
+    def normalise() -> None:
+        measured = subprocess.run(
+            [
+                ffmpeg.ffmpeg_exe(),
+                "-hide_banner",
+                "-i",
+                str(track),
+                "-af",
+                "loudnorm=I=-14:TP=-1:LRA=11:print_format=json",
+                "-f",
+                "null",
+                "-",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stderr
+        stats = json.loads(measured[measured.rindex("{") :])
+        _run(
+            "-i",
+            str(track),
+            "-af",
+            f"loudnorm=I=-14:TP=-1:LRA=11:linear=true:measured_I={stats['input_i']}:"
+            f"measured_TP={stats['input_tp']}:measured_LRA={stats['input_lra']}:"
+            f"measured_thresh={stats['input_thresh']},aresample={RATE}",
+            "-c:a",
+            "flac",
+            str(work / "ref_norm.flac"),
+        )
+
+    def copyright_check() -> None:
+        _run("-i", str(track), "-f", "chromaprint", str(work / "ref.fp"))
+
+    def encode(bitrate: int) -> Callable[[], None]:
+        return lambda: _run(
+            "-i",
+            str(work / "ref_norm.flac"),
+            "-c:a",
+            "libmp3lame",
+            "-b:a",
+            f"{bitrate}k",
+            str(work / f"ref{bitrate}.mp3"),
+        )
+
+    return {
+        "extract_metadata": metadata,
+        "resize_artwork": art,
+        "analyse_waveform": analyse,
+        "normalise_audio": normalise,
+        "check_copyright": copyright_check,
+        "transcode_128": encode(128),
+        "transcode_192": encode(192),
+        "transcode_320": encode(320),
+    }
+
+
+def timed(steps: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
+    """Best of ``repeat`` wall times per step (the steps run in order: later ones use outputs
+    of earlier ones)."""
+    best: dict[str, float] = {}
+    for _ in range(repeat):
+        for name, step in steps.items():
+            started = time.perf_counter()
+            step()
+            best[name] = min(best.get(name, float("inf")), time.perf_counter() - started)
+    return best
+
+
+def peak_memory(track: Path, minutes: float) -> dict[str, tuple[float, float]]:
+    """Each step on the long input in a fresh process: (Python MB, largest ffmpeg child MB)."""
+    results = {}
+    for name in ours(track, Path(tempfile.mkdtemp())):
+        script = (
+            "import json,resource,sys,tempfile; from pathlib import Path; "
+            "from bench.media import ours; "
+            f"work=Path(tempfile.mkdtemp()); steps=ours(Path({str(track)!r}), work); "
+            "order=list(steps); "
+            f"[steps[s]() for s in order[:order.index({name!r})] if s in "
+            "('analyse_waveform','normalise_audio')]; "
+            f"steps[{name!r}](); "
+            "print(json.dumps([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent.parent,
+            check=True,
+        )
+        own, child = json.loads(done.stdout.strip().splitlines()[-1])
+        results[name] = (own / 1024, child / 1024)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument(
+        "--long-minutes", type=float, default=120.0, help="length of the memory input (0: skip)"
+    )
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        track, cover = make_inputs(folder, args.minutes)
+        (folder / "ours").mkdir()
+        (folder / "ref").mkdir()
+        mine = timed(ours(track, folder / "ours"), args.repeat)
+        plain = timed(references(track, cover, folder / "ref"), args.repeat)
+        seconds = args.minutes * 60
+        print(f"\n{args.minutes:g}-minute stereo 44.1 kHz track, best of {args.repeat}, one core\n")
+        header = f"{'step':<18}{'ours s':>9}{'x realtime':>12}{'reference s':>13}{'ratio':>8}"
+        print(f"{header}  goal <= 1.3")
+        for name in mine:
+            ratio = mine[name] / plain[name]
+            print(
+                f"{name:<18}{mine[name]:>9.2f}{seconds / mine[name]:>12.0f}{plain[name]:>13.2f}"
+                f"{ratio:>8.2f}  {'met' if ratio <= 1.3 else 'over'}"
+            )
+        out = Path(SETTINGS.data_dir) / "bench"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "steps.json").write_text(json.dumps({k: round(v, 3) for k, v in mine.items()}))
+        if args.long_minutes:
+            long_track = _long_input(folder, args.long_minutes)
+            memory = peak_memory(long_track, args.long_minutes)
+            print(
+                f"\npeak resident memory on a {args.long_minutes:g}-minute stereo 48 kHz input"
+                " (each step in a fresh process)\n"
+            )
+            print(f"{'step':<18}{'python MB':>11}{'ffmpeg MB':>11}  goal < 300 MB")
+            for name, (own, child) in memory.items():
+                print(f"{name:<18}{own:>11.0f}{child:>11.0f}  {'met' if own < 300 else 'over'}")
+    return 0
+
+
+def _long_input(folder: Path, minutes: float) -> Path:
+    """Two hours of stereo 48 kHz FLAC, looped from a minute of music (quick to make)."""
+    loop = folder / "minute.wav"
+    pcm = synthesise(60, seed=99)
+    raw = (np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes()
+    subprocess.run(
+        [
+            ffmpeg.ffmpeg_exe(),
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "s16le",
+            "-ar",
+            "44100",
+            "-ac",
+            "2",
+            "-i",
+            "pipe:0",
+            "-ar",
+            "48000",
+            str(loop),
+        ],
+        input=raw,
+        check=True,
+    )
+    long_track = folder / "long.flac"
+    _run("-stream_loop", str(int(minutes) - 1), "-i", str(loop), "-c:a", "flac", str(long_track))
+    return long_track
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    sys.exit(main())
