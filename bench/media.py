@@ -207,7 +207,8 @@ def references(track: Path, cover: Path, work: Path) -> dict[str, Callable[[], A
             text=True,
             check=True,
         ).stderr
-        stats = json.loads(measured[measured.rindex("{") :])
+        start = measured.rindex("{")  # loudnorm's JSON, with more log lines after it
+        stats = json.loads(measured[start : measured.index("}", start) + 1])
         _run(
             "-i",
             str(track),
@@ -327,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _long_input(folder: Path, minutes: float) -> Path:
-    """Two hours of stereo 48 kHz FLAC, looped from a minute of music (quick to make)."""
+    """Two hours of stereo 48 kHz FLAC with cover art, looped from a minute of music (quick to
+    make)."""
     loop = folder / "minute.wav"
     pcm = synthesise(60, seed=99)
     raw = (np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes()
@@ -354,6 +356,12 @@ def _long_input(folder: Path, minutes: float) -> Path:
     )
     long_track = folder / "long.flac"
     _run("-stream_loop", str(int(minutes) - 1), "-i", str(loop), "-c:a", "flac", str(long_track))
+    from mutagen.flac import FLAC, Picture
+
+    flac, cover = FLAC(long_track), Picture()
+    cover.type, cover.mime, cover.data = 3, "image/jpeg", (folder / "cover.jpg").read_bytes()
+    flac.add_picture(cover)  # the artwork step has its cover to resize
+    flac.save()
     return long_track
 
 
