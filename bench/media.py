@@ -16,12 +16,14 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 from trackflow.media import artwork, ffmpeg, fingerprint, loudness, probe, tags, transcode, waveform
 from trackflow.media.samples import SampleTrack, synthesise, write_track
 
@@ -61,9 +63,12 @@ def make_inputs(folder: Path, minutes: float, seed: int = 77) -> tuple[Path, Pat
 
 
 # --- the steps, as the tasks call them -----------------------------------------------------------
-def ours(track: Path, work: Path) -> dict[str, Callable[[], Any]]:
+def ours(
+    track: Path, work: Path, state: dict[str, Any] | None = None
+) -> dict[str, Callable[[], Any]]:
+    """Each step's media work; later steps read what earlier ones left in ``state``."""
     info = probe.inspect_audio(track)
-    state: dict[str, Any] = {}
+    state = {} if state is None else state
 
     def metadata() -> None:
         gate = probe.inspect_audio(track)
@@ -259,30 +264,76 @@ def timed(steps: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
     return best
 
 
-def peak_memory(track: Path, minutes: float) -> dict[str, tuple[float, float]]:
-    """Each step on the long input in a fresh process: (Python MB, largest ffmpeg child MB)."""
+def save_state(state: dict[str, Any], path: Path) -> None:
+    record = dict(state)
+    if "loudness" in record:
+        record["loudness"] = record["loudness"].as_record()
+    path.write_text(json.dumps(record))
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    record = json.loads(path.read_text()) if path.exists() else {}
+    if "loudness" in record:
+        record["loudness"] = ffmpeg.LoudnessStats.from_record(record["loudness"])
+    return record
+
+
+def _hiwater_mb() -> float:
+    """This process's peak RSS. (ru_maxrss would not do: Linux carries the forking parent's
+    peak across exec into it.)"""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
+
+
+def measure_step(track: str, work: str, name: str) -> None:
+    """Run one step in this (fresh) process and print [python MB, largest ffmpeg MB]; ffmpeg's
+    RSS is sampled every 20 ms."""
+    folder = Path(work)
+    state = load_state(folder / "state.json")
+    largest = 0.0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal largest
+        me = psutil.Process()
+        while not done.wait(0.02):
+            for child in me.children(recursive=True):
+                try:
+                    largest = max(largest, child.memory_info().rss / 2**20)
+                except psutil.NoSuchProcess:
+                    continue
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    ours(Path(track), folder, state)[name]()
+    done.set()
+    sampler.join()
+    save_state(state, folder / "state.json")
+    print(json.dumps([_hiwater_mb(), largest]))
+
+
+def peak_memory(track: Path) -> dict[str, tuple[float, float]]:
+    """Each step on the long input in a fresh process, in order, each once: (Python MB, largest
+    ffmpeg MB). A step finds what the steps before it made in a shared folder."""
+    work = Path(tempfile.mkdtemp())
     results = {}
-    for name in ours(track, Path(tempfile.mkdtemp())):
-        script = (
-            "import json,resource,sys,tempfile; from pathlib import Path; "
-            "from bench.media import ours; "
-            f"work=Path(tempfile.mkdtemp()); steps=ours(Path({str(track)!r}), work); "
-            "order=list(steps); "
-            f"[steps[s]() for s in order[:order.index({name!r})] if s in "
-            "('analyse_waveform','normalise_audio')]; "
-            f"steps[{name!r}](); "
-            "print(json.dumps([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
-            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))"
-        )
+    for name in ours(track, work):
         done = subprocess.run(
-            [sys.executable, "-c", script],
+            [
+                sys.executable,
+                "-c",
+                "import sys; from bench.media import measure_step; measure_step(*sys.argv[1:])",
+                str(track),
+                str(work),
+                name,
+            ],
             capture_output=True,
             text=True,
             cwd=Path(__file__).parent.parent,
             check=True,
         )
         own, child = json.loads(done.stdout.strip().splitlines()[-1])
-        results[name] = (own / 1024, child / 1024)
+        results[name] = (own, child)
     return results
 
 
@@ -316,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "steps.json").write_text(json.dumps({k: round(v, 3) for k, v in mine.items()}))
         if args.long_minutes:
             long_track = _long_input(folder, args.long_minutes)
-            memory = peak_memory(long_track, args.long_minutes)
+            memory = peak_memory(long_track)
             print(
                 f"\npeak resident memory on a {args.long_minutes:g}-minute stereo 48 kHz input"
                 " (each step in a fresh process)\n"

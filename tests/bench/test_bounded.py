@@ -33,7 +33,7 @@ def run_bench(module: str, *args: str, cwd: Path) -> str:
 
 def test_media_bench(tmp_path: Path):
     table = run_bench(
-        "bench.media", "--minutes", "1", "--long-minutes", "2", "--repeat", "1", cwd=tmp_path
+        "bench.media", "--minutes", "1", "--long-minutes", "1", "--repeat", "1", cwd=tmp_path
     )
     for step in ("extract_metadata", "analyse_waveform", "transcode_320"):
         assert table.count(step) == 2  # a time row and a memory row
