@@ -19,11 +19,16 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(get_settings
 
 @schema.parametrize()
 @hypothesis.settings(
-    max_examples=25, deadline=None, suppress_health_check=list(hypothesis.HealthCheck)
+    max_examples=25,
+    deadline=None,
+    derandomize=True,  # the same cases on every run: CI stays reproducible
+    suppress_health_check=list(hypothesis.HealthCheck),
 )
 def test_the_api_keeps_to_its_schema(case: schemathesis.Case, settings: Settings):
+    # a case that brings its own (perhaps malformed) credentials keeps them
+    token = {"Authorization": f"Bearer {mint_token(settings, 'fuzzer')}"}
     case.call_and_validate(
-        headers={"Authorization": f"Bearer {mint_token(settings, 'fuzzer')}"},
+        headers={} if "Authorization" in (case.headers or {}) else token,
         # Some schema-valid requests are refused for what a schema cannot say (a file over
         # the size limit, a cursor that decodes to nothing): 400 with a documented error code.
         excluded_checks=[schemathesis.checks.positive_data_acceptance],

@@ -25,7 +25,15 @@ import numpy as np
 from botocore.exceptions import ClientError
 
 from trackflow.logs import get_logger
-from trackflow.state.dynamo import Update, from_item, is_condition_failure, now_iso, to_item
+from trackflow.state.dynamo import (
+    Update,
+    from_item,
+    is_condition_failure,
+    now_iso,
+    query_page,
+    to_item,
+    update_if,
+)
 
 __all__ = ["HASHES_PER_CHUNK", "Catalogue", "WorkStatus", "pack_landmarks", "unpack_landmarks"]
 
@@ -152,18 +160,7 @@ class Catalogue:
         if expect_status is not None:
             allowed = ", ".join(u.value(s) for s in expect_status)
             u.where(f"{u.path('status')} IN ({allowed})")
-        try:
-            response = self._db.update_item(
-                TableName=self._works,
-                Key=to_item({"work_id": work_id}),
-                ReturnValues="ALL_NEW",
-                **u.kwargs(),
-            )
-        except ClientError as error:
-            if is_condition_failure(error):
-                return None
-            raise
-        return from_item(response["Attributes"])
+        return update_if(self._db, self._works, {"work_id": work_id}, u)
 
     def works(self, numbers: Iterable[int]) -> dict[int, dict[str, Any]]:
         """Works that can match, by number (removed ones are left out)."""
@@ -194,16 +191,8 @@ class Catalogue:
             "ExpressionAttributeValues": to_item({":v": value}),
             "Limit": limit,
         }
-        if cursor:
-            kwargs["ExclusiveStartKey"] = to_item(cursor)
-        response = self._db.query(**kwargs)
-        works = [
-            w
-            for w in map(from_item, response.get("Items", []))
-            if w.get("status") != WorkStatus.REMOVED
-        ]
-        last = response.get("LastEvaluatedKey")
-        return works, from_item(last) if last else None
+        works, last = query_page(self._db, cursor, **kwargs)
+        return [w for w in works if w.get("status") != WorkStatus.REMOVED], last
 
     def remove(self, work_id: str) -> dict[str, Any] | None:
         """Take a work out: it stops matching at once (its postings go by background tasks)."""

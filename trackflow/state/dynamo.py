@@ -74,6 +74,31 @@ def is_condition_failure(error: ClientError) -> bool:
     return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
 
 
+def query_page(
+    db: Any, cursor: Mapping[str, Any] | None, **query: Any
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One page of a Query from ``cursor``: its items, and the cursor of the next page."""
+    if cursor:
+        query["ExclusiveStartKey"] = to_item(cursor)
+    response = db.query(**query)
+    last = response.get("LastEvaluatedKey")
+    return [from_item(i) for i in response.get("Items", [])], from_item(last) if last else None
+
+
+def update_if(db: Any, table: str, key: Mapping[str, Any], update: Update) -> dict[str, Any] | None:
+    """Apply ``update`` to the item at ``key``: the item as it is now, or None if the update's
+    condition failed."""
+    try:
+        response = db.update_item(
+            TableName=table, Key=to_item(key), ReturnValues="ALL_NEW", **update.kwargs()
+        )
+    except ClientError as error:
+        if is_condition_failure(error):
+            return None
+        raise
+    return from_item(response["Attributes"])
+
+
 class Update:
     """An UpdateItem expression built from named parts, so that each rule reads in words.
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from trackflow.state.dynamo import from_item, now_iso, to_item
+from trackflow.state.dynamo import from_item, now_iso, query_page, to_item
 
 __all__ = ["SocialStore", "decode_cursor", "encode_cursor"]
 
@@ -115,16 +115,12 @@ class SocialStore:
         self, user_id: str, *, limit: int = 20, cursor: Mapping[str, Any] | None = None
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """Newest entries first, and the cursor of the next page."""
-        kwargs: dict[str, Any] = {
-            "TableName": self._feeds,
-            "KeyConditionExpression": "user_id = :u",
-            "ExpressionAttributeValues": to_item({":u": user_id}),
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        if cursor:
-            kwargs["ExclusiveStartKey"] = to_item(cursor)
-        response = self._db.query(**kwargs)
-        items = [from_item(i) for i in response.get("Items", [])]
-        last = response.get("LastEvaluatedKey")
-        return items, from_item(last) if last else None
+        return query_page(
+            self._db,
+            cursor,
+            TableName=self._feeds,
+            KeyConditionExpression="user_id = :u",
+            ExpressionAttributeValues=to_item({":u": user_id}),
+            ScanIndexForward=False,
+            Limit=limit,
+        )

@@ -13,9 +13,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from trackflow.state.dynamo import Update, from_item, is_condition_failure, now_iso, to_item
+from trackflow.state.dynamo import (
+    Update,
+    from_item,
+    now_iso,
+    query_page,
+    to_item,
+    update_if,
+)
 from trackflow.track import ACTIVE, TERMINAL, Status, StepStatus
 
 __all__ = ["BY_OWNER_INDEX", "BY_STATUS_INDEX", "StepStart", "TrackStore"]
@@ -54,21 +59,17 @@ class TrackStore:
         self, owner: str, limit: int = 50, cursor: Mapping[str, Any] | None = None
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """The owner's tracks, newest first, and the cursor of the next page."""
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": BY_OWNER_INDEX,
-            "KeyConditionExpression": "#o = :o",
-            "ExpressionAttributeNames": {"#o": "owner"},
-            "ExpressionAttributeValues": to_item({":o": owner}),
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        if cursor:
-            kwargs["ExclusiveStartKey"] = to_item(cursor)
-        response = self._db.query(**kwargs)
-        items = [from_item(i) for i in response.get("Items", [])]
-        last = response.get("LastEvaluatedKey")
-        return items, from_item(last) if last else None
+        return query_page(
+            self._db,
+            cursor,
+            TableName=self._table,
+            IndexName=BY_OWNER_INDEX,
+            KeyConditionExpression="#o = :o",
+            ExpressionAttributeNames={"#o": "owner"},
+            ExpressionAttributeValues=to_item({":o": owner}),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
 
     def list_by_status(
         self, status: Status, updated_before: str | None = None, limit: int = 100
@@ -101,18 +102,7 @@ class TrackStore:
 
     def _update(self, track_id: str, update: Update) -> dict[str, Any] | None:
         """Apply ``update``; None if its condition failed."""
-        try:
-            response = self._db.update_item(
-                TableName=self._table,
-                Key=to_item({"track_id": track_id}),
-                ReturnValues="ALL_NEW",
-                **update.kwargs(),
-            )
-        except ClientError as error:
-            if is_condition_failure(error):
-                return None
-            raise
-        return from_item(response["Attributes"])
+        return update_if(self._db, self._table, {"track_id": track_id}, update)
 
     def transition(
         self,
