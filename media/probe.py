@@ -96,6 +96,10 @@ _NOT_AUDIO_MAGIC = (
 )
 
 
+# A leading tag larger than this is not part of a music file we take.
+MAX_LEADING_TAG_BYTES = 16 * 2**20
+
+
 def _skip_id3v2(data: bytes) -> int:
     """Offset just past an ID3v2 tag at the start of ``data`` (0 when there is none)."""
     if len(data) < 10 or data[:3] != b"ID3":
@@ -228,7 +232,10 @@ def inspect_audio(path: Path, limits: GateLimits | None = None) -> AudioInfo:
     if size == 0:
         raise InputRejected("the file is empty", code=TOO_SHORT)
     with path.open("rb") as handle:
-        head = handle.read(64 * 1024)
+        # the audio starts after a leading ID3v2 tag, which cover art makes hundreds of KB long
+        tag = min(_skip_id3v2(handle.read(10)), MAX_LEADING_TAG_BYTES)
+        handle.seek(0)
+        head = handle.read(tag + 64 * 1024)
     family = sniff(head)
     if family == "ogg-video":
         raise InputRejected("the Ogg file holds video but no audio stream", code=NO_AUDIO)

@@ -128,3 +128,12 @@ def test_sniffer_finds_mp3_behind_an_id3_tag_and_flac_behind_one(source: Path, t
     assert sniff(mp3.read_bytes()[:65536]) == "mp3"
     assert sniff(b"ID3\x04\x00\x00\x00\x00\x00\x00fLaC\x00\x00\x00\x22") == "flac"
     assert sniff(b"\x00" * 1000) is None
+
+
+def test_an_mp3_whose_cover_art_outgrows_the_first_64_kib_is_accepted(source: Path, tmp_path: Path):
+    """Real uploads carry covers of hundreds of KB in their ID3 tag, before the first frame."""
+    art = audio.cover(size=800) + bytes(300_000)  # a large picture, as far as ID3 cares
+    mp3 = audio.tag(audio.encode(source, "mp3", tmp_path), "mp3", cover=art)
+    assert mp3.read_bytes().index(b"\xff\xfb") > 300_000  # the audio starts past 64 KiB
+    info = inspect_audio(mp3)
+    assert info.format == "mp3" and info.duration_s == pytest.approx(3.0, abs=0.1)
