@@ -94,7 +94,7 @@ def _upload_and_follow(client: Any, path: Path, poll_s: float = 0.1) -> tuple[di
 
 def system(
     tracks: list[Path], probe: Path, cores: int
-) -> tuple[float, list[tuple[dict, float]], tuple[dict, float], float]:
+) -> tuple[float, list[tuple[dict, float]], tuple[dict, float], dict[str, float]]:
     from trackflow.cli.client import ApiClient
     from trackflow.cli.stack import Stack
 
@@ -106,21 +106,24 @@ def system(
     stack.start(on_event=lambda message: print(f"  {message}", file=sys.stderr))
     try:
         client = ApiClient(settings.api_url, mint_token(settings, "bench"))
-        workers = [
-            psutil.Process(r.process.pid)
-            for r in stack.roles
-            if r.name.startswith("worker") and r.process
-        ]
+        roles: dict[str, list[psutil.Process]] = {}
+        for role in stack.roles:
+            kind = "workers" if role.name.startswith("worker") else role.name
+            if role.process:
+                roles.setdefault(kind, []).append(psutil.Process(role.process.pid))
         print("  the probe track, alone on the idle stack", file=sys.stderr)
         alone = _upload_and_follow(client, probe)
         print(f"  the batch: {len(tracks)} tracks at once", file=sys.stderr)
-        cpu_before = _cpu_seconds(workers)
+        cpu_before = {kind: _cpu_seconds(p) for kind, p in roles.items()}
         started = time.perf_counter()
         with ThreadPoolExecutor(len(tracks)) as uploads:
             batch = list(uploads.map(lambda p: _upload_and_follow(client, p, 0.5), tracks))
         wall = time.perf_counter() - started
-        utilisation = (_cpu_seconds(workers) - cpu_before) / (wall * cores)
-        return wall, batch, alone, utilisation
+        # each role's share of the cores during the batch: where the machine's time went
+        shares = {
+            kind: (_cpu_seconds(p) - cpu_before[kind]) / (wall * cores) for kind, p in roles.items()
+        }
+        return wall, batch, alone, shares
     finally:
         stack.stop()
 
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bare: {args.tracks} tracks in a pool of {cores} processes…", file=sys.stderr)
     bare_wall, bare_steps = bare(tracks, cores)
     print("the system: trackflow up…", file=sys.stderr)
-    wall, batch, (alone, alone_latency), utilisation = system(tracks, probe, cores)
+    wall, batch, (alone, alone_latency), shares = system(tracks, probe, cores)
 
     failed = [t["track_id"] for t, _ in [*batch, (alone, 0)] if t["status"] != "published"]
     if failed:
@@ -173,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'ratio system / bare':<38}{ratio:>10.2f}  goal <= 1.15: {_met(ratio <= 1.15)}")
     print(f"{'latency p50 (upload to published)':<38}{_percentile(latencies, 50):>10.1f}")
     print(f"{'latency p95':<38}{_percentile(latencies, 95):>10.1f}")
-    print(f"{'worker CPU utilisation':<38}{utilisation:>10.0%}")
+    for kind, share in sorted(shares.items(), key=lambda item: -item[1]):
+        print(f"{'CPU share: ' + kind:<38}{share:>10.0%}")
     per_track_overhead = statistics.mean(latency - critical_path(track) for track, latency in batch)
     print(f"{'mean latency beyond critical path':<38}{per_track_overhead:>10.1f}  (queueing too)")
 
@@ -212,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio": round(ratio, 3),
                 "latency_p50_s": round(_percentile(latencies, 50), 2),
                 "latency_p95_s": round(_percentile(latencies, 95), 2),
-                "worker_cpu_utilisation": round(utilisation, 3),
+                "cpu_shares": {kind: round(share, 3) for kind, share in shares.items()},
                 "probe_critical_path_s": round(path, 2),
                 "probe_latency_s": round(alone_latency, 2),
                 "steps": summary,
