@@ -16,13 +16,14 @@ import logging
 import socket
 import threading
 import time
-import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
 __all__ = ["EmulatorServer", "port_in_use", "sent_emails", "wait_until_serving"]
+
+SENT_EMAILS_PATH = "/_aws/ses"  # LocalStack's path for the same listing
 
 
 class _AtomicDynamoDB:
@@ -185,6 +186,46 @@ class _PostPolicy:
         return self._app(environ, start_response)
 
 
+def _destination(destinations: dict[str, list[str]] | list[str]) -> dict[str, list[str]]:
+    # moto keeps a raw message's recipients as a bare list
+    return destinations if isinstance(destinations, dict) else {"ToAddresses": list(destinations)}
+
+
+class _SentEmails:
+    """WSGI middleware: ``GET /_aws/ses`` lists the messages SES accepted, as LocalStack does.
+
+    moto keeps sent mail instead of delivering it, but shows it only in its dump of all state,
+    which walks live objects as they change (it answers 500 under load). This reads SES alone,
+    and speaks LocalStack's shape, so the same check works against either emulator.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["REQUEST_METHOD"] != "GET" or environ.get("PATH_INFO") != SENT_EMAILS_PATH:
+            return self._app(environ, start_response)
+        from moto.ses.models import ses_backends
+
+        messages = [
+            {
+                "Id": message.id,
+                "Region": region,
+                "Source": message.source,
+                "Destination": _destination(message.destinations),
+                "Subject": getattr(message, "subject", None),
+                "Body": getattr(message, "body", None),
+            }
+            for _account, region, backend in ses_backends.iter_backends()
+            for message in list(backend.sent_messages)  # a copy: workers append as we read
+        ]
+        body = json.dumps({"messages": messages}).encode()
+        start_response(
+            "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+
+
 class EmulatorServer:
     """A moto server in this process; ``start()`` returns once it answers."""
 
@@ -219,7 +260,9 @@ class EmulatorServer:
         secrets = {
             EMULATOR_CREDENTIALS["aws_access_key_id"]: EMULATOR_CREDENTIALS["aws_secret_access_key"]
         }
-        app = _PostPolicy(_AtomicDynamoDB(DomainDispatcherApplication(create_backend_app)), secrets)
+        app = _SentEmails(
+            _PostPolicy(_AtomicDynamoDB(DomainDispatcherApplication(create_backend_app)), secrets)
+        )
         self._server = make_server(
             self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler
         )
@@ -256,18 +299,10 @@ def wait_until_serving(url: str, timeout_s: float = 30) -> None:
             time.sleep(0.1)
 
 
-def sent_emails(url: str, attempts: int = 5) -> list[dict[str, Any]]:
-    """Messages the emulator's SES accepted (moto keeps them instead of delivering them).
+def sent_emails(url: str) -> list[dict[str, Any]]:
+    """Messages the emulator's SES accepted, in LocalStack's shape (``Destination``, ``Subject``).
 
-    moto builds this dump by walking live state, which can change under it (it answers 500):
-    ask again.
+    Works on the embedded emulator and on LocalStack alike: neither delivers mail.
     """
-    for attempt in range(attempts):
-        try:
-            with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=10) as response:
-                return list(json.load(response).get("ses", {}).get("Message", []))
-        except urllib.error.HTTPError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2)
-    return []
+    with urllib.request.urlopen(f"{url}{SENT_EMAILS_PATH}", timeout=10) as response:
+        return list(json.load(response)["messages"])

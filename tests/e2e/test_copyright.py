@@ -72,7 +72,7 @@ def test_a_registered_work_reencoded_and_cut_is_rejected_with_where_it_matched(
     for step in ("transcode_128", "index_track", "publish_feed"):
         assert track["steps"][step]["status"] == "skipped"
     [email] = wait_for(lambda: emails_to(settings, "e2e-pirate@users.trackflow.local"))
-    assert "was not published" in email["subject"]
+    assert "was not published" in email["Subject"]
     # the same user's own music is published
     own = write_track(SampleTrack("Original", "Pirate", seconds=8, seed=999), tmp_path / "o.mp3")
     assert upload_and_wait(pirate, own)["status"] == "published"

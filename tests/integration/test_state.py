@@ -199,3 +199,28 @@ def test_the_send_rate_is_shared_and_never_exceeded(settings: Settings):
     gaps = np.diff(sorted(slots))
     assert gaps.min() >= 1 / 20 - 0.02
     assert limiter.reserve(max_wait_s=0.0) is None  # the next free slot is in the future
+
+
+def test_sent_mail_is_listed_while_other_state_changes(settings: Settings):
+    """The emulator lists SES's mail on its own, LocalStack's way, even while buckets come and go
+    (moto's dump of all state answers 500 then)."""
+    from trackflow.emulator import sent_emails
+
+    s3, ses = aws.client("s3", settings), aws.client("ses", settings)
+    address = f"{uuid.uuid4().hex}@users.trackflow.local"
+    ses.send_email(
+        Source=settings.email_sender,
+        Destination={"ToAddresses": [address]},
+        Message={"Subject": {"Data": "hello"}, "Body": {"Text": {"Data": "body"}}},
+    )
+    bucket = f"scratch-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    s3.delete_object(Bucket=bucket, Key="k")
+    s3.delete_bucket(Bucket=bucket)
+    [mail] = [
+        m
+        for m in sent_emails(settings.endpoint_url or "")
+        if address in m["Destination"]["ToAddresses"]
+    ]
+    assert mail["Subject"] == "hello" and mail["Source"] == settings.email_sender

@@ -14,6 +14,7 @@ from trackflow.cli.client import ApiClient
 from trackflow import aws
 from trackflow.auth import mint_token
 from trackflow.emulator import sent_emails
+from trackflow.keys import PEAKS_ARTIFACT
 from trackflow.settings import Settings
 
 
@@ -47,7 +48,7 @@ def emails_to(settings: Settings, address: str) -> list[dict[str, Any]]:
     return [
         m
         for m in sent_emails(settings.endpoint_url or "")
-        if address in m.get("destinations", {}).get("ToAddresses", [])
+        if address in m["Destination"].get("ToAddresses", [])
     ]
 
 
@@ -58,4 +59,4 @@ def object_bytes(settings: Settings, uri: str) -> bytes:
 
 
 def peaks(settings: Settings, track: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(object_bytes(settings, track["outputs"]["waveform/peaks.json"]))
+    return json.loads(object_bytes(settings, track["outputs"][PEAKS_ARTIFACT]))
