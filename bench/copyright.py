@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 from trackflow.media import fingerprint as fp
-from trackflow.media.ffmpeg import decode_args, ffmpeg_exe, read_pcm
-from trackflow.media.samples import RATE, synthesise
+from trackflow.media.ffmpeg import decode_args, read_pcm
+from trackflow.media.samples import RATE, synthesise, write_pcm
 
 QUERY_KINDS = (
     "reencode_128k",
@@ -64,31 +63,7 @@ class MemoryIndex:
 def mp3_roundtrip(pcm: np.ndarray, workdir: Path, bitrate: str = "128k") -> np.ndarray:
     """Encode stereo PCM to MP3 and decode it to mono 11,025 Hz, as an upload would be."""
     mp3 = workdir / f"q{os.getpid()}_{time.monotonic_ns()}.mp3"
-    raw = (np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes()
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "s16le",
-            "-ar",
-            str(RATE),
-            "-ac",
-            "2",
-            "-i",
-            "pipe:0",
-            "-c:a",
-            "libmp3lame",
-            "-b:a",
-            bitrate,
-            str(mp3),
-        ],
-        input=raw,
-        check=True,
-    )
+    write_pcm(pcm, mp3, "-c:a", "libmp3lame", "-b:a", bitrate)
     blocks = read_pcm(
         decode_args(mp3, "mp3", sample_rate=fp.SAMPLE_RATE, channels=1),
         channels=1,
@@ -194,28 +169,7 @@ def speed(index: MemoryIndex, workdir: Path, seed: int) -> dict[str, float]:
     """One core: decode a 5-minute MP3 upload, fingerprint it, match it against the index."""
     pcm = synthesise(300.0, seed)
     mp3 = workdir / "five_minutes.mp3"
-    raw = (np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes()
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "s16le",
-            "-ar",
-            str(RATE),
-            "-ac",
-            "2",
-            "-i",
-            "pipe:0",
-            "-b:a",
-            "192k",
-            str(mp3),
-        ],
-        input=raw,
-        check=True,
-    )
+    write_pcm(pcm, mp3, "-b:a", "192k")
     started = time.perf_counter()
     hashes, times = fp.fingerprint_file(mp3, "mp3", timeout=600)
     fingerprinted = time.perf_counter()

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import psutil
 from trackflow.media import artwork, ffmpeg, fingerprint, loudness, probe, tags, transcode, waveform
-from trackflow.media.samples import SampleTrack, synthesise, write_track
+from trackflow.media.samples import SampleTrack, synthesise, write_pcm, write_track
 
 from trackflow.settings import Settings
 
@@ -383,28 +383,7 @@ def _long_input(folder: Path, minutes: float) -> Path:
     make)."""
     loop = folder / "minute.wav"
     pcm = synthesise(60, seed=99)
-    raw = (np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes()
-    subprocess.run(
-        [
-            ffmpeg.ffmpeg_exe(),
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "s16le",
-            "-ar",
-            "44100",
-            "-ac",
-            "2",
-            "-i",
-            "pipe:0",
-            "-ar",
-            "48000",
-            str(loop),
-        ],
-        input=raw,
-        check=True,
-    )
+    write_pcm(pcm, loop, "-ar", "48000")
     long_track = folder / "long.flac"
     _run("-stream_loop", str(int(minutes) - 1), "-i", str(loop), "-c:a", "flac", str(long_track))
     from mutagen.flac import FLAC, Picture

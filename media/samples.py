@@ -8,6 +8,7 @@ and stop, chords that change, drums with noise in them, and stereo.
 from __future__ import annotations
 
 import io
+import subprocess
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from trackflow.media import ffmpeg
 
-__all__ = ["SampleTrack", "cover_art", "synthesise", "write_track"]
+__all__ = ["SampleTrack", "cover_art", "pcm16", "synthesise", "write_pcm", "write_track"]
 
 RATE = 44_100
 _SCALES = {
@@ -184,6 +185,38 @@ class SampleTrack:
     extra_tags: dict[str, str] = field(default_factory=dict)
 
 
+def pcm16(pcm: np.ndarray) -> bytes:
+    """float PCM (frames, channels) in [-1, 1] as interleaved 16-bit little-endian bytes."""
+    return (np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def write_pcm(pcm: np.ndarray, path: Path, *output_args: str, rate: int = RATE) -> Path:
+    """Encode float PCM (frames, channels) to ``path`` with ffmpeg, fed through a pipe; the
+    container follows the extension, ``output_args`` choose the codec, bitrate or rate."""
+    subprocess.run(
+        [
+            ffmpeg.ffmpeg_exe(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "s16le",
+            "-ar",
+            str(rate),
+            "-ac",
+            str(pcm.shape[1]),
+            "-i",
+            "pipe:0",
+            *output_args,
+            str(path),
+        ],
+        input=pcm16(pcm),
+        check=True,
+    )
+    return path
+
+
 def write_track(sample: SampleTrack, path: Path, *, bitrate: str = "192k") -> Path:
     """Write ``sample`` as a tagged MP3 with embedded front cover (pydub drives ffmpeg)."""
     with warnings.catch_warnings():  # pydub looks for ffmpeg on PATH at import; we give it ours
@@ -193,7 +226,7 @@ def write_track(sample: SampleTrack, path: Path, *, bitrate: str = "192k") -> Pa
     AudioSegment.converter = ffmpeg.ffmpeg_exe()
     pcm = synthesise(sample.seconds, sample.seed)
     segment = AudioSegment(
-        data=(np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes(),
+        data=pcm16(pcm),
         sample_width=2,
         frame_rate=RATE,
         channels=2,

@@ -15,7 +15,7 @@ from mutagen.oggopus import OggOpus
 from mutagen.oggvorbis import OggVorbis
 from PIL import Image
 from trackflow.media.ffmpeg import ffmpeg_exe
-from trackflow.media.samples import RATE, cover_art, synthesise
+from trackflow.media.samples import RATE, cover_art, synthesise, write_pcm
 
 # name -> (extension, ffmpeg output arguments)
 FORMATS: dict[str, tuple[str, list[str]]] = {
@@ -37,28 +37,7 @@ def ffmpeg(*args: str) -> None:
 
 def write_wav(path: Path, pcm: np.ndarray, rate: int = RATE) -> Path:
     """float PCM (frames, channels) -> 16-bit WAV."""
-    raw = (np.clip(pcm, -1, 1) * 32767).astype("<i2")
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "s16le",
-            "-ar",
-            str(rate),
-            "-ac",
-            str(pcm.shape[1]),
-            "-i",
-            "pipe:0",
-            str(path),
-        ],
-        input=raw.tobytes(),
-        check=True,
-    )
-    return path
+    return write_pcm(pcm, path, rate=rate)
 
 
 def music(path: Path, seconds: float = 4.0, seed: int = 1) -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from trackflow.media.samples import pcm16
 
 from tests.support import audio
 
@@ -72,7 +73,7 @@ def _lying_wav(hours: float) -> Maker:
 
     def make(folder: Path, _: Path) -> Path:
         rate, channels = 44100, 2
-        pcm = (audio.synthesise(1.0, 4) * 32767).astype("<i2").tobytes()
+        pcm = pcm16(audio.synthesise(1.0, 4))
         declared = int(hours * 3600 * rate * channels * 2)
         header = (
             b"RIFF"
