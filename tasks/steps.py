@@ -20,6 +20,7 @@ from trackflow import aws
 from trackflow.copyright import judge
 from trackflow.emails import compose
 from trackflow.errors import NotReady, WaitForSlot
+from trackflow.keys import PEAKS_ARTIFACT, rendition_artifact
 from trackflow.logs import get_logger
 from trackflow.search import TrackDocument, open_search
 from trackflow.settings import Lane
@@ -103,7 +104,7 @@ def analyse_waveform(ctx: StepContext) -> StepResult:
     )
     outputs = ctx.store(
         [
-            ("waveform/peaks.json", peaks_path, "application/json"),
+            (PEAKS_ARTIFACT, peaks_path, "application/json"),
             ("waveform/waveform.png", png_path, "image/png"),
         ]
     )
@@ -196,7 +197,7 @@ def _transcode(ctx: StepContext, bitrate: int) -> StepResult:
         ctx.track["metadata"]["tags"],
         ctx.artifact(COVER_ARTIFACT).read_bytes() if cover else None,
     )
-    outputs = ctx.store([(f"audio/{bitrate}.mp3", out, "audio/mpeg")])
+    outputs = ctx.store([(rendition_artifact(bitrate), out, "audio/mpeg")])
     return StepResult(fields={("renditions", str(bitrate)): result}, outputs=outputs)
 
 

@@ -8,12 +8,14 @@ import unicodedata
 from dataclasses import dataclass
 
 __all__ = [
+    "PEAKS_ARTIFACT",
     "UploadKey",
     "catalogue_key",
     "catalogue_landmarks_key",
     "media_key",
     "parse_catalogue_key",
     "parse_upload_key",
+    "rendition_artifact",
     "safe_filename",
     "upload_key",
 ]
@@ -75,6 +77,14 @@ def parse_catalogue_key(key: str, prefix: str) -> str | None:
 def catalogue_landmarks_key(work_id: str) -> str:
     """Where a reference work's landmarks live in the media bucket."""
     return f"catalogue/{work_id}/landmarks.npz"
+
+
+# Artifacts of a track that more than one part reads (the steps write them, the API serves them)
+PEAKS_ARTIFACT = "waveform/peaks.json"
+
+
+def rendition_artifact(bitrate_kbps: int) -> str:
+    return f"audio/{bitrate_kbps}.mp3"
 
 
 def media_key(owner: str, track_id: str, artifact: str) -> str:

@@ -23,6 +23,7 @@ from tests.support.stack import (
     wait_for,
 )
 from trackflow import aws
+from trackflow.keys import rendition_artifact
 from trackflow.settings import Settings
 from trackflow.track import STEP_NAMES
 
@@ -56,7 +57,7 @@ def test_a_tagged_mp3_with_cover_art_is_published(settings: Settings, tagged_mp3
                 side = int(name.split("/")[1].split(".")[0].split("@")[0])
                 assert image.size == ((2 * side,) * 2 if "@2x" in name else (side,) * 2)
     for bitrate in (128, 192, 320):
-        mp3 = MP3(io.BytesIO(object_bytes(settings, outputs[f"audio/{bitrate}.mp3"])))
+        mp3 = MP3(io.BytesIO(object_bytes(settings, outputs[rendition_artifact(bitrate)])))
         assert mp3.info.bitrate == pytest.approx(bitrate * 1000, abs=100)
         assert str(mp3.tags["TIT2"]) == "Late Night Tape"
         rendition = track["renditions"][str(bitrate)]
@@ -67,7 +68,7 @@ def test_a_tagged_mp3_with_cover_art_is_published(settings: Settings, tagged_mp3
     assert track["copyright"]["result"] == "none"
     # the uploader hears about it once
     [email] = emails_to(settings, "e2e-alice@users.trackflow.local")
-    assert "is published" in email["subject"]
+    assert "is published" in email["Subject"]
     assert track["notifications"]["published"]["state"] == "sent"
 
 
@@ -87,7 +88,7 @@ def test_a_file_that_is_not_audio_fails_clearly_and_the_worker_carries_on(
     assert max(s["attempts"] for s in track["steps"].values()) == 1  # never retried
     # the failure email follows the failure itself
     [email] = wait_for(lambda: emails_to(settings, "e2e-bob@users.trackflow.local"))
-    assert "could not process" in email["subject"]
+    assert "could not process" in email["Subject"]
     # the original is kept for inspection
     source = aws.client("s3", settings).head_object(
         Bucket=track["source"]["bucket"], Key=track["source"]["key"]
