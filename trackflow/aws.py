@@ -49,7 +49,10 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
 
 @functools.cache
 def _client(service: str, settings: Settings, pid: int) -> Any:
-    return boto3.session.Session().client(service, **client_kwargs(settings))
+    kwargs = client_kwargs(settings)
+    if service == "s3":  # presigned URLs and POSTs signed with SigV4: S3 is retiring SigV2
+        kwargs["config"] = kwargs["config"].merge(Config(signature_version="s3v4"))
+    return boto3.session.Session().client(service, **kwargs)
 
 
 def client(service: str, settings: Settings | None = None) -> Any:
