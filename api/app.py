@@ -6,34 +6,46 @@ Every route but /healthz takes a bearer token; a user sees and touches only thei
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.dependencies.models import Dependant
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from starlette.exceptions import HTTPException
 from trackflow.tasks import control, recovery
 from trackflow.tasks.catalogue import catalogue_store
 
 from trackflow import aws
-from trackflow.auth import AuthError, Principal, verify_token
-from trackflow.keys import TRACK_ID, USER_ID, WORK_ID, catalogue_key, safe_filename, upload_key
+from trackflow.auth import AuthError, Principal, mint_token, verify_token
+from trackflow.keys import (
+    PEAKS_ARTIFACT,
+    TRACK_ID,
+    USER_ID,
+    WORK_ID,
+    catalogue_key,
+    rendition_artifact,
+    safe_filename,
+    upload_key,
+)
 from trackflow.logs import get_logger
-from trackflow.search import open_search
+from trackflow.search import TrackDocument, open_search
 from trackflow.settings import Lane, Settings, get_settings
 from trackflow.state.catalogue import WorkStatus
 from trackflow.state.dynamo import now_iso
 from trackflow.state.social import SocialStore, decode_cursor, encode_cursor
 from trackflow.state.tracks import TrackStore
 from trackflow.state.users import UserStore
-from trackflow.track import TERMINAL, Status, initial_steps, public_record
+from trackflow.track import STAGES, TERMINAL, Status, initial_steps, public_record
 
 __all__ = ["create_app"]
 
 log = get_logger(__name__)
+WEB_CLIENT = Path(__file__).parent / "web"  # the reference web client, served at /app/
 
 
 class ApiError(Exception):
@@ -118,6 +130,38 @@ class AccountUpdate(RequestBody):
     email: EmailStr | None = None
 
 
+class SessionRequest(RequestBody):
+    user: str = Field(pattern=USER_ID.pattern, description="the name to act as (local stacks)")
+
+
+class Session(BaseModel):
+    user: str
+    token: str
+    expires_in: int
+
+
+class Playback(BaseModel):
+    """What a player needs: the track's tags and presigned URLs of its media."""
+
+    track_id: str
+    owner: str
+    status: str
+    title: str
+    artist: str
+    album: str
+    duration_s: float
+    artwork: dict[str, str] = Field(description="file name (500.jpg, 500@2x.webp, ...) -> URL")
+    peaks: str | None = Field(description="the waveform's audiowaveform JSON")
+    renditions: dict[str, str] = Field(description="bitrate in kbps -> MP3 URL")
+    loudness: dict[str, Any] | None
+    copyright: dict[str, Any] | None
+    expires_at: str
+
+
+class Workflow(BaseModel):
+    stages: list[dict[str, Any]]
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -136,14 +180,43 @@ def _query_names(dependant: Dependant) -> set[str]:
     )
 
 
+_known_queries: dict[str, frozenset[str]] = {}  # a route's operation id -> its query names
+
+
+def _route_query_names(route: APIRoute) -> frozenset[str]:
+    if route.unique_id not in _known_queries:  # a route's parameters never change
+        _known_queries[route.unique_id] = frozenset(_query_names(route.dependant))
+    return _known_queries[route.unique_id]
+
+
 def known_query_only(request: Request) -> None:
     """A misspelt parameter (``?limt=5``) is an error, not silently ignored."""
+    if not request.query_params:
+        return
     route = request.scope.get("route")
     unknown = set(request.query_params) - (
-        _query_names(route.dependant) if isinstance(route, APIRoute) else set()
+        _route_query_names(route) if isinstance(route, APIRoute) else frozenset()
     )
     if unknown:
         raise ApiError(400, "unknown_parameter", f"unknown query parameters: {sorted(unknown)}")
+
+
+def _web_client_policy(settings: Settings) -> str:
+    """The web client's Content-Security-Policy: its own scripts only; it talks to this API and
+    to S3 (uploads, artwork, peaks and audio through presigned URLs), nothing else."""
+    storage = settings.endpoint_url or "https://*.amazonaws.com"
+    return "; ".join(
+        (
+            "default-src 'self'",
+            f"connect-src 'self' {storage}",
+            f"img-src 'self' {storage}",
+            f"media-src 'self' {storage}",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+            "form-action 'self'",
+        )
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -155,6 +228,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(known_query_only)],
         responses={status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 429)},
     )
+
+    app.mount("/app", StaticFiles(directory=WEB_CLIENT, html=True), name="web")
+    web_policy = _web_client_policy(settings)
+
+    @app.middleware("http")
+    async def web_client_headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        if request.url.path.startswith("/app"):
+            response.headers["Content-Security-Policy"] = web_policy
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            response.headers["Referrer-Policy"] = "no-referrer"  # presigned URLs stay private
+        return response
 
     @app.middleware("http")
     async def allow_every_method_of_the_path(request: Request, call_next: Any) -> Any:
@@ -213,6 +298,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if track is None or track["owner"] != caller.user_id:
             raise ApiError(404, "not_found", "no such track")
         return track
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/app/")
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -362,6 +451,62 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """The track's record: status, progress, steps, metadata, outputs, error."""
         return public_record(own_track(track_id, caller))
 
+    @app.get("/v1/tracks/{track_id}/playback", response_model=Playback)
+    def playback(track_id: str, caller: Caller) -> Playback:
+        """Tags and presigned media URLs: the owner's track in any state, anyone's once
+        published (feeds and search lead to it)."""
+        track = tracks.get(track_id) if TRACK_ID.match(track_id) else None
+        if track is None or (
+            track["owner"] != caller.user_id and track["status"] != Status.PUBLISHED
+        ):
+            raise ApiError(404, "not_found", "no such track")
+        s3 = aws.client("s3", settings)
+        expiry = settings.media_url_expiry_s
+
+        def url(uri: str) -> str:
+            bucket, _, key = uri.removeprefix("s3://").partition("/")
+            return s3.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expiry
+            )
+
+        outputs: dict[str, str] = track.get("outputs", {})
+        document = TrackDocument.from_track(track)
+        return Playback(
+            track_id=track_id,
+            owner=track["owner"],
+            status=track["status"],
+            title=document.title,
+            artist=document.artist,
+            album=document.album,
+            duration_s=document.duration_s,
+            artwork={
+                name.removeprefix("artwork/"): url(uri)
+                for name, uri in outputs.items()
+                if name.startswith("artwork/")
+            },
+            peaks=url(outputs[PEAKS_ARTIFACT]) if PEAKS_ARTIFACT in outputs else None,
+            renditions={
+                str(bitrate): url(outputs[rendition_artifact(bitrate)])
+                for bitrate in settings.rendition_bitrates
+                if rendition_artifact(bitrate) in outputs
+            },
+            loudness=track.get("loudness"),
+            copyright=track.get("copyright"),
+            expires_at=(datetime.now(UTC) + timedelta(seconds=expiry)).isoformat(
+                timespec="seconds"
+            ),
+        )
+
+    @app.get("/v1/workflow", response_model=Workflow)
+    def workflow(caller: Caller) -> Workflow:
+        """The workflow's stages, each of branches that run side by side (for drawing it)."""
+        return Workflow(
+            stages=[
+                {"name": stage.name, "branches": [list(branch) for branch in stage.branches]}
+                for stage in STAGES
+            ]
+        )
+
     @app.get("/v1/tracks", response_model=TrackList)
     def list_tracks(
         caller: Caller,
@@ -448,6 +593,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return FeedPage(entries=entries, next_cursor=encode_cursor(last))
 
     # --- accounts -------------------------------------------------------------------------------
+    @app.post("/v1/session", status_code=201, response_model=Session)
+    def sign_in(request: SessionRequest) -> Session:
+        """Local stacks only: a token for any named user, as the CLI's ``--user`` mints. A
+        deployment's tokens come from its identity provider; there this route is 404."""
+        if not settings.local_sign_in:
+            raise ApiError(404, "not_found", "sign in through your identity provider")
+        token = mint_token(settings, request.user)
+        return Session(user=request.user, token=token, expires_in=settings.token_ttl_s)
+
     @app.get("/v1/me")
     def me(caller: Caller) -> dict[str, Any]:
         """The caller's profile."""

@@ -178,9 +178,12 @@ class _PostPolicy:
                 f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{refused.code}</Code>"
                 f"<Message>{escape(refused.message)}</Message></Error>"
             ).encode()
+            headers = [("Content-Type", "application/xml"), ("Content-Length", str(len(xml)))]
+            if "HTTP_ORIGIN" in environ:  # as moto answers: a browser may then read why
+                headers.append(("Access-Control-Allow-Origin", environ["HTTP_ORIGIN"]))
             start_response(
                 f"{refused.status} {'Forbidden' if refused.status == 403 else 'Bad Request'}",
-                [("Content-Type", "application/xml"), ("Content-Length", str(len(xml)))],
+                headers,
             )
             return [xml]
         return self._app(environ, start_response)

@@ -13,7 +13,7 @@ import threading
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Protocol
 
 from trackflow.settings import Settings
@@ -37,7 +37,7 @@ class TrackDocument:
         tags = track.get("metadata", {}).get("tags", {})
         return cls(
             track_id=track["track_id"],
-            title=tags.get("title") or track.get("filename", ""),
+            title=tags.get("title") or PurePath(track.get("filename", "")).stem,
             artist=tags.get("artist", ""),
             album=tags.get("album", ""),
             genre=tags.get("genre", ""),

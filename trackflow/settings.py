@@ -121,6 +121,7 @@ class Settings(BaseSettings):
         "audio/aac",
     )
     originals_retention_days: int = 90
+    media_url_expiry_s: int = 3600  # presigned GETs of artwork, peaks and renditions
 
     # --- media ------------------------------------------------------------------------------
     min_duration_s: float = 1.0
@@ -176,6 +177,12 @@ class Settings(BaseSettings):
     @property
     def prefix(self) -> str:
         return self.name_prefix or f"trackflow-{self.env}"
+
+    @property
+    def local_sign_in(self) -> bool:
+        """Local stacks let anyone act as any named user (the CLI's --user, the web client's
+        name field); on AWS, tokens come from the deployment's identity provider."""
+        return self.aws_target is not AwsTarget.AWS
 
     @functools.cached_property
     def names(self) -> dict[str, str]:

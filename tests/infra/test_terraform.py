@@ -162,6 +162,7 @@ def test_tables_are_the_schema_tables():
 REQUIRED = {
     "api": {
         "s3:PutObject",
+        "s3:GetObject",  # presigned GETs for playback
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",

@@ -14,7 +14,7 @@ from trackflow.api.app import create_app
 
 from trackflow import aws
 from trackflow.auth import mint_token
-from trackflow.settings import Settings
+from trackflow.settings import AwsTarget, Settings
 
 pytestmark = pytest.mark.usefixtures("emulator")
 
@@ -177,6 +177,7 @@ def test_expired_and_tampered_tokens_are_refused(api: TestClient, settings: Sett
     ("method", "path"),
     [
         ("GET", "/v1/tracks/{id}"),
+        ("GET", "/v1/tracks/{id}/playback"),
         ("DELETE", "/v1/tracks/{id}"),
         ("POST", "/v1/tracks/{id}/reprocess"),
     ],
@@ -189,3 +190,42 @@ def test_no_route_reaches_another_users_track(
     assert response.status_code == 404, response.text
     owner = api.get(f"/v1/tracks/{track_id}", headers=_auth(settings, "alice"))
     assert owner.status_code == 200 and owner.json()["status"] == "awaiting_upload"
+
+
+def test_local_sign_in_gives_a_token_for_a_name(api: TestClient, settings: Settings):
+    session = api.post("/v1/session", json={"user": "web-dave"})
+    assert session.status_code == 201, session.text
+    token = session.json()["token"]
+    me = api.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.json()["user_id"] == "web-dave"
+    assert api.post("/v1/session", json={"user": "Not A Name"}).status_code == 422
+
+
+def test_a_deployment_offers_no_local_sign_in(settings: Settings):
+    on_aws = TestClient(create_app(settings.model_copy(update={"aws_target": AwsTarget.AWS})))
+    response = on_aws.post("/v1/session", json={"user": "web-dave"})
+    assert response.status_code == 404
+
+
+def test_playback_of_a_track_without_media_yet(api: TestClient, settings: Settings):
+    track_id = _upload(api, settings, "alice", filename="Quiet Song.mp3")["track_id"]
+    play = api.get(f"/v1/tracks/{track_id}/playback", headers=_auth(settings, "alice")).json()
+    assert play["title"] == "Quiet Song" and play["status"] == "awaiting_upload"
+    assert play["renditions"] == {} and play["artwork"] == {} and play["peaks"] is None
+
+
+def test_the_workflow_shape_is_served_for_drawing(api: TestClient, settings: Settings):
+    stages = api.get("/v1/workflow", headers=_auth(settings, "alice")).json()["stages"]
+    assert [s["name"] for s in stages] == ["checks", "renditions", "publication"]
+    assert ["extract_metadata", "resize_artwork"] in stages[0]["branches"]
+
+
+def test_the_web_client_is_served_with_a_strict_policy(api: TestClient, settings: Settings):
+    home = api.get("/", follow_redirects=False)
+    assert home.status_code in (302, 307) and home.headers["location"] == "/app/"
+    page = api.get("/app/")
+    assert page.status_code == 200 and '<script type="module" src="app.js">' in page.text
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "object-src 'none'" in policy
+    assert settings.endpoint_url and settings.endpoint_url in policy  # S3 on the emulator
+    assert api.get("/app/app.js").headers["content-type"].startswith("text/javascript")

@@ -24,6 +24,8 @@ locals {
     api = [
       { sid = "PresignUploads", actions = ["s3:PutObject"],
       resources = ["${var.buckets.uploads}/${var.uploads_prefix}*"] },
+      { sid = "PresignPlayback", actions = ["s3:GetObject"],
+      resources = ["${var.buckets.media}/tracks/*"] },
       { sid = "State", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
         "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchGetItem"],
       resources = concat(values(var.table_arns), local.table_index_arns) },
