@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 TOOLS  := .venv-tools
 ENV    ?= dev
 
-.PHONY: install tools run up test lint bench bench-copyright bench-e2e chaos plan deploy infra-docs clean
+.PHONY: install tools browser run up test lint bench bench-copyright bench-e2e chaos plan deploy infra-docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed") if sys.version_info < (3, 11) else None'
@@ -29,13 +29,17 @@ $(TOOLS)/.installed:
 
 tools: $(TOOLS)/.installed
 
+# Debian's Chromium for the web client's tests: apt as root, else unpacked into .venv without root
+browser:
+	@sh tests/support/install_chromium.sh $(VENV)/chromium
+
 run: install
 	$(BIN)/trackflow demo
 
 up: install
 	$(BIN)/trackflow up
 
-test: install tools
+test: install tools browser
 	$(BIN)/python -m pytest
 
 chaos: install
