@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from trackflow.media.samples import SampleTrack, cover_art, write_track
 
 from tests.support.browser import chromium
-from tests.support.stack import client_for, peaks, wait_for
+from tests.support.stack import client_for, peaks, upload_and_wait, wait_for
 from trackflow.settings import Settings
 from trackflow.track import STEP_NAMES
 
@@ -153,3 +153,62 @@ def test_the_pages_fit_a_phone_and_label_their_controls(settings: Settings, chro
             assert unlabelled == [], unlabelled
     finally:
         phone.close()
+
+
+def test_progress_speed_and_cancel_on_a_slow_link(settings: Settings, browser: Any, tmp_path: Path):
+    path = write_track(
+        SampleTrack("Slow Link", "Web Tester", seconds=40, seed=SEED + 1),
+        tmp_path / "Slow Link.mp3",
+        bitrate="320k",
+    )
+    page = browser.new_page()
+    # a 1 Mbit/s uplink: the upload takes seconds, long enough to watch and to cancel
+    network = browser.new_cdp_session(page)
+    network.send("Network.enable")
+    network.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": 125_000},
+    )
+    sign_in(page, settings, "web-frank")
+    page.locator("#files").set_input_files(str(path))
+    card = page.locator("li.upload")
+    bar = card.get_by_role("progressbar", name=f"Upload of {path.name}")
+    wait_for(lambda: 0 < bar.evaluate("b => b.value") < 90, timeout_s=30, interval_s=0.05)
+    detail = card.locator(".detail").inner_text()
+    assert " of " in detail and "/s" in detail and "left" in detail, detail
+    card.get_by_role("button", name="Cancel").click()
+    assert card.get_by_role("alert").inner_text() == "Cancelled."
+    # the track never got its audio: nothing runs for it
+    track_id = card.get_attribute("data-track-id")
+    track = client_for(settings, "web-frank").track(track_id)
+    assert track["status"] == "awaiting_upload"
+
+
+def test_feed_and_search_lead_to_a_followed_users_track(
+    settings: Settings, browser: Any, tmp_path: Path
+):
+    star, fan = client_for(settings, "web-dan"), client_for(settings, "web-erin")
+    star.request("GET", "/v1/me")  # the account exists before anyone follows it
+    fan.request("POST", "/v1/users/web-dan/followers")
+    track = upload_and_wait(
+        star,
+        write_track(
+            SampleTrack("Moonlit Harbour", "Dan Tester", seconds=8, seed=SEED + 2),
+            tmp_path / "Moonlit Harbour.mp3",
+        ),
+    )
+    assert track["status"] == "published", track.get("error")
+    page = browser.new_page()
+    sign_in(page, settings, "web-erin")
+
+    page.get_by_role("link", name="Feed").click()
+    page.get_by_role("link", name="Moonlit Harbour").wait_for()
+
+    page.get_by_role("link", name="Search").click()
+    page.get_by_label("Title, artist, album or genre").press_sequentially("moonl")
+    result = page.get_by_role("link", name="Moonlit Harbour")
+    result.wait_for()
+    result.click()
+    page.get_by_role("heading", name="Moonlit Harbour").wait_for()
+    assert "uploaded by web-dan" in page.locator(".meta").first.inner_text()
+    assert "/audio/128.mp3" in page.locator("audio").evaluate("a => a.currentSrc")
