@@ -34,13 +34,19 @@ from trackflow.state.social import SocialStore
 from trackflow.state.tracks import TrackStore
 from trackflow.track import TERMINAL
 
-pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.usefixtures("stack")]
-
 FULL = os.environ.get("TRACKFLOW_CHAOS_SCALE") == "full"
 
 
 def scale(bounded: int, full: int) -> int:
     return full if FULL else bounded
+
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.chaos,
+    pytest.mark.usefixtures("stack"),
+    pytest.mark.timeout(scale(600, 4200)),  # the full burst alone takes most of an hour
+]
 
 
 class World:
