@@ -258,6 +258,13 @@ const TYPE_BY_EXTENSION = {
   m4a: "audio/mp4",
 };
 
+// The API's refusals of an upload, in the words of someone choosing files.
+const UPLOAD_REFUSALS = {
+  unsupported_content_type: "This is not an audio file we accept.",
+  too_large: "This file is larger than uploads may be.",
+  empty_file: "This file is empty.",
+};
+
 function contentType(file) {
   const extension = file.name.includes(".") ? file.name.split(".").pop().toLowerCase() : "";
   return file.type || TYPE_BY_EXTENSION[extension] || "application/octet-stream";
@@ -307,8 +314,7 @@ async function upload(file, view) {
   } catch (error) {
     view.cancel.remove();
     view.card.classList.add("failed");
-    const message = error.code === "unsupported_content_type" ? "This is not an audio file we accept." : error.message;
-    view.detail.replaceChildren(alertBox(message));
+    view.detail.replaceChildren(alertBox(UPLOAD_REFUSALS[error.code] || error.message));
   }
 }
 

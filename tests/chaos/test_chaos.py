@@ -15,6 +15,7 @@ import signal
 import statistics
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,12 @@ class World:
             for fan in self.fans:
                 entries, _ = social.feed(fan, limit=100)
                 assert [e["track_id"] for e in entries].count(record["track_id"]) == 1, fan
+        statuses = Counter(r["status"] for r in records)
+        print(
+            f"\n{len(records)} uploads, all terminal: {dict(statuses)}; each with exactly one "
+            f"email, and if published one search document and one feed entry for each of "
+            f"{len(self.fans)} followers: no duplicates"
+        )
         return records
 
 
