@@ -16,19 +16,37 @@ from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
+# How each kind of AWS API says "slow down": (status, content type, body)
 THROTTLING = {
-    # service markers in the request -> (content type, body) of a throttling answer
+    # DynamoDB and SQS's JSON protocol (requests carry X-Amz-Target)
     "json": (
+        400,
         "application/x-amz-json-1.0",
         b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException",'
         b'"message":"Rate of requests exceeds the allowed throughput."}',
     ),
-    "xml": (
+    # the query protocol (SES, SQS's older form): form-encoded requests
+    "query": (
+        400,
         "text/xml",
         b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>"
         b"<Message>Rate exceeded</Message></Error></ErrorResponse>",
     ),
+    # S3, uploads included, throttles with 503 SlowDown
+    "s3": (
+        503,
+        "application/xml",
+        b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>",
+    ),
 }
+
+
+def _protocol(request: web.Request) -> str:
+    if "X-Amz-Target" in request.headers:
+        return "json"
+    if request.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+        return "query"
+    return "s3"
 
 
 class FaultProxy:
@@ -69,9 +87,8 @@ class FaultProxy:
         if fault in ("500", "503"):
             return web.Response(status=int(fault), text="injected fault")
         if fault == "throttle":
-            json_api = "json" in request.headers.get("Content-Type", "")
-            content_type, payload = THROTTLING["json" if json_api else "xml"]
-            return web.Response(status=400, body=payload, content_type=content_type.split(";")[0])
+            status, content_type, payload = THROTTLING[_protocol(request)]
+            return web.Response(status=status, body=payload, content_type=content_type)
         assert self.session is not None
         hop_by_hop = {
             "host",

@@ -45,11 +45,9 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 60, interval_s: float 
 
 
 def emails_to(settings: Settings, address: str) -> list[dict[str, Any]]:
-    return [
-        m
-        for m in sent_emails(settings.endpoint_url or "")
-        if address in m["Destination"].get("ToAddresses", [])
-    ]
+    # Straight to the emulator: the tests' fault proxy is for the system, not for its observers.
+    emulator = f"http://{settings.emulator_host}:{settings.emulator_port}"
+    return [m for m in sent_emails(emulator) if address in m["Destination"].get("ToAddresses", [])]
 
 
 def object_bytes(settings: Settings, uri: str) -> bytes:
