@@ -31,6 +31,7 @@ from trackflow.settings import Settings
 
 SETTINGS = Settings.model_construct()
 RATE = SETTINGS.rendition_sample_rate
+Step = Callable[[], Any]  # one media step on the bench input
 
 
 def _run(*args: str) -> None:
@@ -63,6 +64,27 @@ def make_inputs(folder: Path, minutes: float, seed: int = 77) -> tuple[Path, Pat
 
 
 # --- the steps, as the tasks call them -----------------------------------------------------------
+
+
+def _by_step(
+    metadata: Step,
+    art: Step,
+    analyse: Step,
+    normalise: Step,
+    copyright_check: Step,
+    encode: Callable[[int], Step],
+) -> dict[str, Step]:
+    """The media work under the names the workflow gives its steps."""
+    return {
+        "extract_metadata": metadata,
+        "resize_artwork": art,
+        "analyse_waveform": analyse,
+        "normalise_audio": normalise,
+        "check_copyright": copyright_check,
+        **{f"transcode_{bitrate}": encode(bitrate) for bitrate in SETTINGS.rendition_bitrates},
+    }
+
+
 def ours(
     track: Path, work: Path, state: dict[str, Any] | None = None
 ) -> dict[str, Callable[[], Any]]:
@@ -130,16 +152,7 @@ def ours(
 
         return run
 
-    return {
-        "extract_metadata": metadata,
-        "resize_artwork": art,
-        "analyse_waveform": analyse,
-        "normalise_audio": normalise,
-        "check_copyright": copyright_check,
-        "transcode_128": encode(128),
-        "transcode_192": encode(192),
-        "transcode_320": encode(320),
-    }
+    return _by_step(metadata, art, analyse, normalise, copyright_check, encode)
 
 
 def references(track: Path, cover: Path, work: Path) -> dict[str, Callable[[], Any]]:
@@ -240,16 +253,7 @@ def references(track: Path, cover: Path, work: Path) -> dict[str, Callable[[], A
             str(work / f"ref{bitrate}.mp3"),
         )
 
-    return {
-        "extract_metadata": metadata,
-        "resize_artwork": art,
-        "analyse_waveform": analyse,
-        "normalise_audio": normalise,
-        "check_copyright": copyright_check,
-        "transcode_128": encode(128),
-        "transcode_192": encode(192),
-        "transcode_320": encode(320),
-    }
+    return _by_step(metadata, art, analyse, normalise, copyright_check, encode)
 
 
 def timed(steps: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
