@@ -3,6 +3,7 @@ upload from the page, follow the steps, then the track page's artwork, waveform 
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -212,3 +213,25 @@ def test_feed_and_search_lead_to_a_followed_users_track(
     page.get_by_role("heading", name="Moonlit Harbour").wait_for()
     assert "uploaded by web-dan" in page.locator(".meta").first.inner_text()
     assert "/audio/128.mp3" in page.locator("audio").evaluate("a => a.currentSrc")
+
+
+def test_files_dropped_on_the_page_upload(settings: Settings, browser: Any, tmp_path: Path):
+    path = write_track(
+        SampleTrack("Dropped In", "Web Tester", seconds=4, seed=SEED + 3), tmp_path / "Dropped.mp3"
+    )
+    page = browser.new_page()
+    sign_in(page, settings, "web-gina")
+    dropped = page.evaluate_handle(
+        """([name, b64]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: "audio/mpeg" }));
+            return transfer;
+        }""",
+        [path.name, base64.b64encode(path.read_bytes()).decode()],
+    )
+    page.dispatch_event(".dropzone", "drop", {"dataTransfer": dropped})
+    card = page.locator(f'li.upload[data-file="{path.name}"]')
+    bar = card.get_by_role("progressbar", name=f"Upload of {path.name}")
+    expect(bar).to_have_js_property("value", 100, timeout=60_000)
+    card.locator('[data-status="published"]').wait_for(timeout=PROCESSING_TIMEOUT_MS)
