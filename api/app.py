@@ -464,7 +464,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expiry = settings.media_url_expiry_s
 
         def url(uri: str) -> str:
-            bucket, _, key = uri.removeprefix("s3://").partition("/")
+            bucket, key = aws.split_s3_uri(uri)
             return s3.generate_presigned_url(
                 "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expiry
             )

@@ -64,6 +64,12 @@ def s3_uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 
 
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """The bucket and key of an ``s3://bucket/key`` URI."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
 @dataclass(frozen=True)
 class S3Upload:
     """One file to put into S3."""

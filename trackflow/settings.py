@@ -233,12 +233,17 @@ class Settings(BaseSettings):
         return timeouts
 
     @property
+    def emulator_url(self) -> str:
+        """Where the embedded emulator itself listens."""
+        return f"http://{self.emulator_host}:{self.emulator_port}"
+
+    @property
     def endpoint_url(self) -> str | None:
         """The AWS endpoint, or None for real AWS."""
         if self.aws_endpoint_url:
             return self.aws_endpoint_url
         if self.aws_target is AwsTarget.EMBEDDED:
-            return f"http://{self.emulator_host}:{self.emulator_port}"
+            return self.emulator_url
         if self.aws_target is AwsTarget.LOCALSTACK:
             from localstack_client.config import get_service_endpoint
 

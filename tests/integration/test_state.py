@@ -10,6 +10,7 @@ import uuid
 import numpy as np
 import pytest
 
+from tests.support.stack import emails_to
 from trackflow import aws
 from trackflow.bootstrap import bootstrap
 from trackflow.settings import DLQ_SUFFIX, Settings
@@ -204,8 +205,6 @@ def test_the_send_rate_is_shared_and_never_exceeded(settings: Settings):
 def test_sent_mail_is_listed_while_other_state_changes(settings: Settings):
     """The emulator lists SES's mail on its own, LocalStack's way, even while buckets come and go
     (moto's dump of all state answers 500 then)."""
-    from trackflow.emulator import sent_emails
-
     s3, ses = aws.client("s3", settings), aws.client("ses", settings)
     address = f"{uuid.uuid4().hex}@users.trackflow.local"
     ses.send_email(
@@ -218,9 +217,5 @@ def test_sent_mail_is_listed_while_other_state_changes(settings: Settings):
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")
     s3.delete_object(Bucket=bucket, Key="k")
     s3.delete_bucket(Bucket=bucket)
-    [mail] = [
-        m
-        for m in sent_emails(settings.endpoint_url or "")
-        if address in m["Destination"]["ToAddresses"]
-    ]
+    [mail] = emails_to(settings, address)
     assert mail["Subject"] == "hello" and mail["Source"] == settings.email_sender

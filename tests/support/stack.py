@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from trackflow.cli.client import ApiClient
 
@@ -46,13 +45,16 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 60, interval_s: float 
 
 def emails_to(settings: Settings, address: str) -> list[dict[str, Any]]:
     # Straight to the emulator: the tests' fault proxy is for the system, not for its observers.
-    emulator = f"http://{settings.emulator_host}:{settings.emulator_port}"
-    return [m for m in sent_emails(emulator) if address in m["Destination"].get("ToAddresses", [])]
+    return [
+        m
+        for m in sent_emails(settings.emulator_url)
+        if address in m["Destination"].get("ToAddresses", [])
+    ]
 
 
 def object_bytes(settings: Settings, uri: str) -> bytes:
-    parsed = urlparse(uri)
-    response = aws.client("s3", settings).get_object(Bucket=parsed.netloc, Key=parsed.path[1:])
+    bucket, key = aws.split_s3_uri(uri)
+    response = aws.client("s3", settings).get_object(Bucket=bucket, Key=key)
     return response["Body"].read()
 
 
