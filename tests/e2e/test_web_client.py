@@ -67,7 +67,8 @@ def test_upload_follow_and_play_a_track_in_the_browser(
     # Playwright's wait_for_function would use)
     upload_bar = card.get_by_role("progressbar", name=f"Upload of {path.name}")
     expect(upload_bar).to_have_js_property("value", 100, timeout=60_000)
-    assert "Uploaded" in card.locator(".detail").inner_text()
+    # the last byte sent is not yet S3's answer: the card says "Uploaded" only on that
+    expect(card.locator(".detail")).to_contain_text("Uploaded", timeout=30_000)
     card.locator('[data-status="published"]').wait_for(timeout=PROCESSING_TIMEOUT_MS)
     steps = card.locator("li.step")
     assert steps.count() == len(STEP_NAMES)
@@ -104,7 +105,7 @@ def test_upload_follow_and_play_a_track_in_the_browser(
     # the player: the 128 kbps rendition plays, and a click on the waveform seeks
     audio = page.locator("audio")
     assert audio.get_attribute("data-bitrate") == "128"
-    assert "/audio/128.mp3" in audio.evaluate("a => a.currentSrc")
+    wait_for(lambda: "/audio/128.mp3" in audio.evaluate("a => a.currentSrc"), timeout_s=30)
     audio.evaluate("a => a.play()")
     wait_for(lambda: audio.evaluate("a => a.currentTime") > 0.5, timeout_s=30)
     box = canvas.bounding_box()
@@ -112,7 +113,7 @@ def test_upload_follow_and_play_a_track_in_the_browser(
     seconds = audio.evaluate("a => a.currentTime")
     assert 0.6 * 12 < seconds < 0.9 * 12
     page.get_by_label("320 kbps").check()
-    assert "/audio/320.mp3" in audio.evaluate("a => a.currentSrc")
+    wait_for(lambda: "/audio/320.mp3" in audio.evaluate("a => a.currentSrc"), timeout_s=30)
 
     facts = page.locator(".facts").inner_text()
     assert "LUFS" in facts and "no protected work found" in facts
@@ -212,7 +213,8 @@ def test_feed_and_search_lead_to_a_followed_users_track(
     result.click()
     page.get_by_role("heading", name="Moonlit Harbour").wait_for()
     assert "uploaded by web-dan" in page.locator(".meta").first.inner_text()
-    assert "/audio/128.mp3" in page.locator("audio").evaluate("a => a.currentSrc")
+    audio = page.locator("audio")  # the media element picks its source asynchronously
+    wait_for(lambda: "/audio/128.mp3" in audio.evaluate("a => a.currentSrc"), timeout_s=30)
 
 
 def test_files_dropped_on_the_page_upload(settings: Settings, browser: Any, tmp_path: Path):
