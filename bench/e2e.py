@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,56 @@ def critical_path(track: dict[str, Any]) -> float:
     )
 
 
+def _when(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def queue_waits(track: dict[str, Any]) -> dict[str, float]:
+    """Per step, seconds between being ready (its stage launched, or the step before it in its
+    branch finished) and starting: time in a queue, or waiting for a free worker slot."""
+    from trackflow.track import STAGES
+
+    steps, launched = track["steps"], track.get("stages", {})
+    waits = {}
+    for stage in STAGES:
+        if stage.name not in launched:
+            continue
+        for branch in stage.branches:
+            ready = _when(launched[stage.name])
+            for name in branch:
+                step = steps.get(name, {})
+                if "started_at" not in step or "finished_at" not in step:
+                    break
+                waits[name] = max(0.0, _when(step["started_at"]) - ready)
+                ready = _when(step["finished_at"])
+    return waits
+
+
+def overhead_parts(track: dict[str, Any], uploaded: float) -> dict[str, float]:
+    """Where the time beyond the step bodies goes for one track, along its critical path:
+    from the upload to the workflow's start, waits for a slot, and the joins between stages."""
+    from trackflow.track import STAGES
+
+    steps, launched = track["steps"], track["stages"]
+    waits = queue_waits(track)
+    parts = {"upload to first stage launched": _when(launched[STAGES[0].name]) - uploaded}
+    slot = join = 0.0
+    for previous, stage in pairwise(STAGES):
+        finished = max(_when(steps[n]["finished_at"]) for b in previous.branches for n in b)
+        join += _when(launched[stage.name]) - finished
+    for stage in STAGES:
+        slowest = max(
+            stage.branches,
+            key=lambda b: sum(float(steps[n].get("duration_s", 0)) for n in b),
+        )
+        slot += sum(waits.get(n, 0.0) for n in slowest)
+    parts["waits for a worker (critical path)"] = slot
+    parts["joins: last step done to next stage"] = join
+    last = max(_when(s["finished_at"]) for s in steps.values() if "finished_at" in s)
+    parts["last step done to published record"] = _when(track["finished_at"]) - last
+    return parts
+
+
 def _upload_and_follow(client: Any, path: Path, poll_s: float = 0.1) -> tuple[dict, float]:
     """Upload through a presigned POST; returns the final record and seconds from the end of
     the upload to publication."""
@@ -86,10 +138,10 @@ def _upload_and_follow(client: Any, path: Path, poll_s: float = 0.1) -> tuple[di
 
     created = client.create_upload(path)
     client.send_file(created["upload"], path)
-    uploaded = time.perf_counter()
+    uploaded, uploaded_at = time.perf_counter(), time.time()
     while (track := client.track(created["track_id"]))["status"] not in TERMINAL:
         time.sleep(poll_s)
-    return track, time.perf_counter() - uploaded
+    return track | {"bench_uploaded_at": uploaded_at}, time.perf_counter() - uploaded
 
 
 def system(
@@ -191,17 +243,29 @@ def main(argv: list[str] | None = None) -> int:
     overhead = alone_latency - path
     print(f"{'orchestration overhead':<38}{overhead:>10.2f}  goal < 0.5: {_met(overhead < 0.5)}")
     print(f"{'sum of all step times (2 cores)':<38}{in_steps:>10.2f}")
+    parts = overhead_parts(alone, alone["bench_uploaded_at"])
+    for part, seconds in parts.items():
+        print(f"{'  ' + part:<38}{seconds:>10.2f}")
 
-    print("\nper step, mean seconds per track (system steps include S3 and state I/O)\n")
-    print(f"{'step':<18}{'bare':>9}{'system':>9}{'ratio':>8}")
+    print(
+        "\nper step, mean seconds per track in the batch (system steps include S3 and state"
+        " I/O; waited: ready to started, in a queue or for a free slot)\n"
+    )
+    print(f"{'step':<18}{'bare':>9}{'system':>9}{'ratio':>8}{'waited':>9}")
     names = list(alone["steps"])
+    waits = [queue_waits(t) for t, _ in batch]
     summary = {}
     for name in names:
         sys_mean = statistics.mean(float(t["steps"][name].get("duration_s", 0)) for t, _ in batch)
         bare_mean = statistics.mean(s.get(name, 0.0) for s in bare_steps)
-        summary[name] = {"bare_s": round(bare_mean, 3), "system_s": round(sys_mean, 3)}
+        waited = statistics.mean(w.get(name, 0.0) for w in waits)
+        summary[name] = {
+            "bare_s": round(bare_mean, 3),
+            "system_s": round(sys_mean, 3),
+            "waited_s": round(waited, 3),
+        }
         shown = f"{sys_mean / bare_mean:>8.2f}" if bare_mean else f"{'-':>8}"
-        print(f"{name:<18}{bare_mean:>9.2f}{sys_mean:>9.2f}{shown}")
+        print(f"{name:<18}{bare_mean:>9.2f}{sys_mean:>9.2f}{shown}{waited:>9.2f}")
 
     out = Path(".trackflow") / "bench"
     out.mkdir(parents=True, exist_ok=True)
@@ -219,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 "cpu_shares": {kind: round(share, 3) for kind, share in shares.items()},
                 "probe_critical_path_s": round(path, 2),
                 "probe_latency_s": round(alone_latency, 2),
+                "probe_overhead_s": {part: round(v, 3) for part, v in parts.items()},
                 "steps": summary,
             },
             indent=2,

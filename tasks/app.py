@@ -1,4 +1,4 @@
-"""The Celery application: SQS as the broker, DynamoDB as the result backend.
+"""The Celery application: SQS as the broker, and no result backend (outcomes live in the track).
 
 Every setting that matters on SQS is here and says why: late acknowledgement (a task's message
 stays in the queue until the task is done, so a crash loses nothing), one message in hand per

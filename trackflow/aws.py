@@ -8,8 +8,10 @@ must not cross a fork).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +93,7 @@ def put_files(bucket: str, uploads: Iterable[S3Upload], settings: Settings | Non
     small = [u for u in uploads if u.path.stat().st_size <= SMALL_OBJECT_BYTES]
     large = [u for u in uploads if u not in small]
     if small:
-        asyncio.run(_put_small(bucket, small, settings))
+        _async_s3(settings, os.getpid()).put_all(bucket, small)
     s3 = client("s3", settings)
     for upload in large:
         s3.upload_file(
@@ -102,15 +104,38 @@ def put_files(bucket: str, uploads: Iterable[S3Upload], settings: Settings | Non
         )
 
 
-async def _put_small(bucket: str, uploads: list[S3Upload], settings: Settings) -> None:
-    from aiobotocore.session import get_session
+class _AsyncS3:
+    """An aiobotocore S3 client kept open on an event loop of its own thread.
 
-    limit = asyncio.Semaphore(16)
-    async with get_session().create_client("s3", **client_kwargs(settings)) as s3:
+    A client is costly to build (it parses the S3 service model and builds a TLS context: a
+    quarter of a CPU worker's time when each call built one, measured with py-spy in
+    `make bench-e2e`) and cheap to keep; its connections are reused from call to call.
+    """
 
+    def __init__(self, settings: Settings) -> None:
+        from aiobotocore.session import get_session
+
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, name="s3-uploads", daemon=True).start()
+        self._opened = get_session().create_client("s3", **client_kwargs(settings))
+        self._s3 = self._run(self._opened.__aenter__())
+        self._limit = asyncio.Semaphore(16)
+        self._pid = os.getpid()
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Close the connections; in this process only (a forked child has no loop thread)."""
+        if os.getpid() == self._pid and self._loop.is_running():
+            self._run(self._opened.__aexit__(None, None, None))
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def put_all(self, bucket: str, uploads: list[S3Upload]) -> None:
         async def put(upload: S3Upload) -> None:
-            async with limit:
-                await s3.put_object(
+            async with self._limit:
+                await self._s3.put_object(
                     Bucket=bucket,
                     Key=upload.key,
                     Body=upload.path.read_bytes(),
@@ -118,4 +143,13 @@ async def _put_small(bucket: str, uploads: list[S3Upload], settings: Settings) -
                     CacheControl=upload.cache_control,
                 )
 
-        await asyncio.gather(*(put(u) for u in uploads))
+        async def put_every() -> None:
+            await asyncio.gather(*(put(u) for u in uploads))
+
+        self._run(put_every())
+
+
+@functools.cache
+def _async_s3(settings: Settings, pid: int) -> _AsyncS3:
+    """One per process, like the boto3 clients (a forked child builds its own)."""
+    return _AsyncS3(settings)

@@ -219,3 +219,25 @@ def test_sent_mail_is_listed_while_other_state_changes(settings: Settings):
     s3.delete_bucket(Bucket=bucket)
     [mail] = emails_to(settings, address)
     assert mail["Subject"] == "hello" and mail["Source"] == settings.email_sender
+
+
+def test_put_files_stores_small_and_large_files_whole(
+    settings: Settings, tmp_path, monkeypatch
+):
+    """Small files go up side by side (on a client kept open from one call to the next), a
+    large one by multipart upload; every object arrives whole, with its headers."""
+    monkeypatch.setattr(aws, "SMALL_OBJECT_BYTES", 64 * 1024)
+    prefix = f"put-files/{uuid.uuid4().hex}"
+    files = []
+    for n, size in enumerate([10, 1000, 50_000, 200_000]):
+        path = tmp_path / f"f{n}"
+        path.write_bytes(bytes([n]) * size)
+        files.append(aws.S3Upload(path, f"{prefix}/f{n}", "application/octet-stream"))
+    aws.put_files(settings.media_bucket, files[:2], settings)
+    aws.put_files(settings.media_bucket, files[2:], settings)
+    s3 = aws.client("s3", settings)
+    for upload in files:
+        stored = s3.get_object(Bucket=settings.media_bucket, Key=upload.key)
+        assert stored["Body"].read() == upload.path.read_bytes()
+        assert stored["ContentType"] == "application/octet-stream"
+        assert stored["CacheControl"] == upload.cache_control
