@@ -24,7 +24,6 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -107,27 +106,25 @@ def queue_waits(track: dict[str, Any]) -> dict[str, float]:
 
 
 def overhead_parts(track: dict[str, Any], uploaded: float) -> dict[str, float]:
-    """Where the time beyond the step bodies goes for one track, along its critical path:
-    from the upload to the workflow's start, waits for a slot, and the joins between stages."""
+    """Where one track's latency beyond its critical path goes; the parts add up to it."""
     from trackflow.track import STAGES
 
     steps, launched = track["steps"], track["stages"]
-    waits = queue_waits(track)
     parts = {"upload to first stage launched": _when(launched[STAGES[0].name]) - uploaded}
-    slot = join = 0.0
-    for previous, stage in pairwise(STAGES):
-        finished = max(_when(steps[n]["finished_at"]) for b in previous.branches for n in b)
-        join += _when(launched[stage.name]) - finished
+    beyond = join = 0.0
+    finished_before = None
     for stage in STAGES:
-        slowest = max(
-            stage.branches,
-            key=lambda b: sum(float(steps[n].get("duration_s", 0)) for n in b),
+        launch = _when(launched[stage.name])
+        if finished_before is not None:
+            join += launch - finished_before
+        finished_before = max(_when(steps[n]["finished_at"]) for b in stage.branches for n in b)
+        longest = max(
+            sum(float(steps[n].get("duration_s", 0)) for n in branch) for branch in stage.branches
         )
-        slot += sum(waits.get(n, 0.0) for n in slowest)
-    parts["waits for a worker (critical path)"] = slot
-    parts["joins: last step done to next stage"] = join
-    last = max(_when(s["finished_at"]) for s in steps.values() if "finished_at" in s)
-    parts["last step done to published record"] = _when(track["finished_at"]) - last
+        beyond += finished_before - launch - longest
+    parts["stages beyond their longest branch"] = beyond  # queues, slots, gaps within chains
+    parts["joins: stage done to next launched"] = join
+    parts["last step done to published record"] = _when(track["finished_at"]) - finished_before
     return parts
 
 

@@ -46,14 +46,17 @@ def _module(*args: str) -> list[str]:
 
 
 def worker_roles(cores: int | None = None) -> list[Role]:
-    """Workers for this machine: CPU slots for every core, a few I/O slots, and a small
-    priority lane of each so that priority uploads never wait behind the backlog."""
+    """Workers for this machine: CPU slots for every core, a few I/O slots, a small priority
+    lane of each so that priority uploads never wait behind the backlog, and one slot of each
+    for bulk work (the catalogue's) so that it never holds up an upload."""
     cores = cores or os.cpu_count() or 2
     plan = [
         (WorkerGroup.CPU, Lane.STANDARD, cores),
         (WorkerGroup.IO, Lane.STANDARD, max(2, cores)),
         (WorkerGroup.CPU, Lane.PRIORITY, 1),
         (WorkerGroup.IO, Lane.PRIORITY, 1),
+        (WorkerGroup.CPU, Lane.BULK, 1),
+        (WorkerGroup.IO, Lane.BULK, 1),
     ]
     return [
         Role(

@@ -23,6 +23,8 @@ locals {
     "cpu-priority" = { name = "${local.name_prefix}-cpu-priority", time_limit = var.cpu_task_time_limit_s }
     "io-standard"  = { name = "${local.name_prefix}-io", time_limit = var.io_task_time_limit_s }
     "io-priority"  = { name = "${local.name_prefix}-io-priority", time_limit = var.io_task_time_limit_s }
+    "cpu-bulk"     = { name = "${local.name_prefix}-cpu-bulk", time_limit = var.cpu_task_time_limit_s }
+    "io-bulk"      = { name = "${local.name_prefix}-io-bulk", time_limit = var.io_task_time_limit_s }
   }
 
   queues = merge(

@@ -37,15 +37,12 @@ def catalogue_store(settings: Settings | None = None) -> Catalogue:
 
 
 def start_indexing(
-    work: dict[str, Any],
-    landmarks: str,
-    chunks: int,
-    *,
-    remove: bool = False,
-    lane: Lane = Lane.STANDARD,
+    work: dict[str, Any], landmarks: str, chunks: int, *, remove: bool = False
 ) -> None:
-    """Send one indexing task per chunk of the work's hashes."""
-    queue = get_settings().queue(WorkerGroup.IO, lane)
+    """Send one indexing task per chunk of the work's hashes, in the bulk lane: thousands of
+    index writes per work must not hold up any upload's steps (measured in `make bench-e2e`:
+    the workflow's I/O steps waited a minute behind them in a shared queue)."""
+    queue = get_settings().queue(WorkerGroup.IO, Lane.BULK)
     for chunk in range(chunks):
         index_work_chunk.apply_async(
             (work["work_id"], landmarks, chunk, chunks, remove), queue=queue
@@ -71,7 +68,8 @@ def _retrying(**options: Any) -> dict[str, Any]:
 @app.task(
     name="trackflow.fingerprint_work",
     **_retrying(
-        queue=get_settings().queue(WorkerGroup.CPU), time_limit=get_settings().cpu_task_time_limit_s
+        queue=get_settings().queue(WorkerGroup.CPU, Lane.BULK),
+        time_limit=get_settings().cpu_task_time_limit_s,
     ),
 )
 def fingerprint_work(self: Any, work_id: str) -> None:
@@ -118,7 +116,8 @@ def fingerprint_work(self: Any, work_id: str) -> None:
 @app.task(
     name="trackflow.index_work_chunk",
     **_retrying(
-        queue=get_settings().queue(WorkerGroup.IO), time_limit=get_settings().io_task_time_limit_s
+        queue=get_settings().queue(WorkerGroup.IO, Lane.BULK),
+        time_limit=get_settings().io_task_time_limit_s,
     ),
 )
 def index_work_chunk(

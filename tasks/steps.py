@@ -242,7 +242,7 @@ def index_track(ctx: StepContext) -> StepResult:
         landmarks = ctx.key(FINGERPRINT_ARTIFACT)
         chunks = chunk_count(hashes)
         work = catalogue.update(work["work_id"], landmarks_key=landmarks, chunks=chunks) or work
-        start_indexing(work, landmarks, chunks, lane=Lane(ctx.track.get("lane", Lane.STANDARD)))
+        start_indexing(work, landmarks, chunks)
     return StepResult(
         fields={
             "search": {"indexed_at": now_iso(), "backend": s.search_backend},

@@ -116,7 +116,9 @@ def tfvars(
 ) -> str:
     """A `services` variable for infra/: for each worker group, min holds the planned load, max
     absorbs ``peak_factor`` times it, and the backlog per task that autoscaling holds is what one
-    task clears within the waiting-time target; the priority lanes get a fifth of that."""
+    task clears within the waiting-time target. The priority lanes get a fifth of that; so do
+    the bulk lanes (the catalogue's indexing), which hold four times the backlog: no upload
+    waits on them."""
     sizes = {WorkerGroup.CPU: (2048, 4096), WorkerGroup.IO: (512, 1024)}
     services = {
         "api": (512, 1024, 2, 10, 0, 0),
@@ -129,15 +131,17 @@ def tfvars(
         backlog = max(1, math.floor(p95_wait_target_s * slots / max(item.service_s, 1e-3)))
         cpu, memory = sizes[item.group]
         services[f"{item.group}-standard"] = (cpu, memory, minimum, maximum, backlog, slots)
-        priority = max(1, math.ceil(minimum / 5))
+        fifth = max(1, math.ceil(minimum / 5))
+        fifth_max = max(fifth + 1, math.ceil(maximum / 5))
         services[f"{item.group}-priority"] = (
             cpu,
             memory,
-            priority,
-            max(priority + 1, math.ceil(maximum / 5)),
+            fifth,
+            fifth_max,
             max(1, backlog // 4),
             slots,
         )
+        services[f"{item.group}-bulk"] = (cpu, memory, fifth, fifth_max, backlog * 4, slots)
     lines = ["# written by `trackflow capacity`", "services = {"]
     for name, (cpu, memory, low, high, backlog, slots) in services.items():
         lines.append(

@@ -40,10 +40,12 @@ class WorkerGroup(StrEnum):
 
 
 class Lane(StrEnum):
-    """Priority lanes: priority accounts get queues of their own."""
+    """Lanes: each worker group has a queue per lane, so that no kind of work waits behind
+    another's backlog."""
 
-    STANDARD = "standard"
-    PRIORITY = "priority"
+    STANDARD = "standard"  # uploads
+    PRIORITY = "priority"  # uploads of priority accounts
+    BULK = "bulk"  # work no upload waits for: fingerprinting and indexing the catalogue
 
 
 def resource_names(prefix: str) -> dict[str, str]:

@@ -22,4 +22,6 @@ services = {
   "io-standard"  = { cpu = 256, memory = 512, min = 1, max = 2, backlog_per_task = 50, concurrency = 4 }
   "cpu-priority" = { cpu = 1024, memory = 2048, min = 0, max = 2, backlog_per_task = 1, concurrency = 1 }
   "io-priority"  = { cpu = 256, memory = 512, min = 0, max = 1, backlog_per_task = 10, concurrency = 4 }
+  "cpu-bulk"     = { cpu = 1024, memory = 2048, min = 0, max = 1, backlog_per_task = 20, concurrency = 1 }
+  "io-bulk"      = { cpu = 256, memory = 512, min = 0, max = 1, backlog_per_task = 200, concurrency = 4 }
 }

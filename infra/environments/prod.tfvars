@@ -25,4 +25,6 @@ services = {
   "io-standard"  = { cpu = 512, memory = 1024, min = 2, max = 10, backlog_per_task = 50, concurrency = 4 }
   "cpu-priority" = { cpu = 2048, memory = 4096, min = 1, max = 10, backlog_per_task = 1, concurrency = 2 }
   "io-priority"  = { cpu = 512, memory = 1024, min = 1, max = 4, backlog_per_task = 10, concurrency = 4 }
+  "cpu-bulk"     = { cpu = 2048, memory = 4096, min = 1, max = 4, backlog_per_task = 20, concurrency = 2 }
+  "io-bulk"      = { cpu = 512, memory = 1024, min = 1, max = 4, backlog_per_task = 200, concurrency = 4 }
 }

@@ -117,6 +117,18 @@ def defaults() -> Settings:
     return Settings.model_construct()
 
 
+def test_every_worker_queue_has_a_worker_service_in_every_environment():
+    """A lane without workers is a queue that fills and never drains."""
+    queues = {f"{group}-{lane}" for group in WorkerGroup for lane in Lane}
+    compute = load(INFRA / "modules/compute/main.tf")["locals"][0]
+    assert set(compute["service_queue"]) - {"consumer"} == queues
+    assert {k for k, v in compute["service_queue"].items() if k == v} == queues
+    assert set(variable_default("services")) == queues | {"api", "consumer"}
+    for env in ("dev", "prod"):
+        tfvars = plain(hcl2.loads((INFRA / "environments" / f"{env}.tfvars").read_text()))
+        assert set(tfvars["services"]) == queues | {"api", "consumer"}, env
+
+
 def test_visibility_timeouts_exceed_the_hard_limits_of_every_task_routed_to_them():
     settings = defaults()
     assert variable_default("cpu_task_time_limit_s") == settings.cpu_task_time_limit_s

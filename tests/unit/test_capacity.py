@@ -39,4 +39,4 @@ def test_more_load_needs_more_cpu_workers_and_tfvars_say_so():
     assert cpu(large).workers > cpu(small).workers
     text = tfvars(large, {WorkerGroup.CPU: 2, WorkerGroup.IO: 4}, p95_wait_target_s=60)
     assert f"min = {math.ceil(cpu(large).workers / 2)}," in text
-    assert '"cpu-priority"' in text and '"api"' in text
+    assert '"cpu-priority"' in text and '"io-bulk"' in text and '"api"' in text

@@ -6,11 +6,14 @@ locals {
     "io-standard"  = "io-standard"
     "cpu-priority" = "cpu-priority"
     "io-priority"  = "io-priority"
+    "cpu-bulk"     = "cpu-bulk"
+    "io-bulk"      = "io-bulk"
   }
+  workers = [for key in keys(local.service_queue) : key if key != "consumer"]
 
   commands = merge(
     { api = ["api"], consumer = ["consumer"] },
-    { for key in ["cpu-standard", "io-standard", "cpu-priority", "io-priority"] : key => [
+    { for key in local.workers : key => [
       "worker", "--group", split("-", key)[0], "--lane", split("-", key)[1],
       "--concurrency", tostring(var.services[key].concurrency),
     ] }
@@ -64,14 +67,10 @@ locals {
     ]
   }
 
-  service_policy = {
-    api            = "api"
-    consumer       = "consumer"
-    "cpu-standard" = "worker"
-    "io-standard"  = "worker"
-    "cpu-priority" = "worker"
-    "io-priority"  = "worker"
-  }
+  service_policy = merge(
+    { api = "api", consumer = "consumer" },
+    { for key in local.workers : key => "worker" }
+  )
 }
 
 ################################################################################
