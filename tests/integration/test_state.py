@@ -241,3 +241,42 @@ def test_put_files_stores_small_and_large_files_whole(
         assert stored["Body"].read() == upload.path.read_bytes()
         assert stored["ContentType"] == "application/octet-stream"
         assert stored["CacheControl"] == upload.cache_control
+
+
+def test_the_emulator_applies_each_dynamodb_request_whole_under_concurrency(settings: Settings):
+    """Writes to one item from many threads all count (moto alone loses some), while writes to
+    other tables and batches across tables go on beside them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    db = aws.client("dynamodb", settings)
+    key = f"counter-{uuid.uuid4().hex}"
+    hashes = [int(h) for h in np.random.default_rng(7).integers(1, 2**40, 50)]
+
+    def count(_: int) -> None:
+        db.update_item(
+            TableName=settings.table("idempotency"),
+            Key={"key": {"S": key}},
+            UpdateExpression="ADD n :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+        )
+
+    def post(value: int) -> None:
+        db.update_item(
+            TableName=settings.table("fingerprints"),
+            Key={"hash": {"N": str(value)}},
+            UpdateExpression="ADD p :p",
+            ExpressionAttributeValues={":p": {"BS": [value.to_bytes(8, "big")]}},
+        )
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda n: count(n) if n % 2 else post(hashes[n // 2 % 50]), range(400)))
+    item = db.get_item(TableName=settings.table("idempotency"), Key={"key": {"S": key}})["Item"]
+    assert item["n"]["N"] == "200"
+    got = db.batch_get_item(
+        RequestItems={
+            settings.table("fingerprints"): {"Keys": [{"hash": {"N": str(h)}} for h in hashes]},
+            settings.table("idempotency"): {"Keys": [{"key": {"S": key}}]},
+        }
+    )["Responses"]
+    assert len(got[settings.table("fingerprints")]) == 50
+    assert len(got[settings.table("idempotency")]) == 1
