@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import statistics
 import sys
@@ -43,11 +44,14 @@ def bare_track(track: str) -> dict[str, float]:
         return took
 
 
-def bare(tracks: list[Path], cores: int) -> tuple[float, list[dict[str, float]]]:
-    started = time.perf_counter()
+def bare(tracks: list[Path], cores: int) -> tuple[float, float, list[dict[str, float]]]:
+    """Wall seconds, CPU seconds (the pool's processes and their ffmpeg) and each track's steps."""
+    started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with ProcessPoolExecutor(cores) as pool:
         steps = list(pool.map(bare_track, map(str, tracks)))
-    return time.perf_counter() - started, steps
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool has exited and been reaped
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return time.perf_counter() - started, cpu, steps
 
 
 def _free_port() -> int:
@@ -206,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     probe = make_inputs(scratch / "probe", args.probe_minutes, seed=999)[0]
 
     print(f"bare: {args.tracks} tracks in a pool of {cores} processes…", file=sys.stderr)
-    bare_wall, bare_steps = bare(tracks, cores)
+    bare_wall, bare_cpu, bare_steps = bare(tracks, cores)
     print("the system: trackflow up…", file=sys.stderr)
     wall, batch, (alone, alone_latency), shares = system(tracks, probe, cores)
 
@@ -227,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'latency p95':<38}{_percentile(latencies, 95):>10.1f}")
     for kind, share in sorted(shares.items(), key=lambda item: -item[1]):
         print(f"{'CPU share: ' + kind:<38}{share:>10.0%}")
+    # what stays on the worker hosts on AWS, where the emulator's share is AWS's
+    worker_cpu = shares["workers"] * wall * cores
+    print(f"{'CPU seconds, bare media work':<38}{bare_cpu:>10.1f}")
+    print(f"{'CPU seconds, workers':<38}{worker_cpu:>10.1f}  ratio {worker_cpu / bare_cpu:.2f}")
     per_track_overhead = statistics.mean(latency - critical_path(track) for track, latency in batch)
     print(f"{'mean latency beyond critical path':<38}{per_track_overhead:>10.1f}  (queueing too)")
 
@@ -278,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                 "latency_p50_s": round(_percentile(latencies, 50), 2),
                 "latency_p95_s": round(_percentile(latencies, 95), 2),
                 "cpu_shares": {kind: round(share, 3) for kind, share in shares.items()},
+                "bare_cpu_s": round(bare_cpu, 1),
+                "worker_cpu_s": round(worker_cpu, 1),
                 "probe_critical_path_s": round(path, 2),
                 "probe_latency_s": round(alone_latency, 2),
                 "probe_overhead_s": {part: round(v, 3) for part, v in parts.items()},

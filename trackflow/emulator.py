@@ -17,8 +17,6 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
@@ -28,104 +26,23 @@ __all__ = ["EmulatorServer", "port_in_use", "sent_emails", "wait_until_serving"]
 SENT_EMAILS_PATH = "/_aws/ses"  # LocalStack's path for the same listing
 
 
-class _SharedExclusive:
-    """A lock held shared by many or exclusively by one; a waiting exclusive holder goes first."""
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._shared = 0
-        self._exclusive = False
-        self._waiting = 0
-
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._changed:
-            self._changed.wait_for(lambda: not (self._exclusive or self._waiting))
-            self._shared += 1
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._shared -= 1
-                self._changed.notify_all()
-
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with self._changed:
-            self._waiting += 1
-            self._changed.wait_for(lambda: not (self._exclusive or self._shared))
-            self._waiting -= 1
-            self._exclusive = True
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._exclusive = False
-                self._changed.notify_all()
-
-
-# Requests that create, change or list tables themselves: they run alone.
-_TABLE_LIFECYCLE = {
-    "CreateTable",
-    "DeleteTable",
-    "UpdateTable",
-    "ListTables",
-    "RestoreTableToPointInTime",
-}
-
-
-def _tables_named(request: Any) -> list[str]:
-    """The tables a DynamoDB request reads or writes, from its JSON body."""
-    if not isinstance(request, dict):
-        return []
-    names = {request.get("TableName")}
-    if isinstance(request.get("RequestItems"), dict):  # BatchGetItem, BatchWriteItem
-        names.update(request["RequestItems"])
-    for item in request.get("TransactItems") or []:  # TransactGetItems, TransactWriteItems
-        if isinstance(item, dict):
-            names.update(a.get("TableName") for a in item.values() if isinstance(a, dict))
-    return sorted(name for name in names if isinstance(name, str))
-
-
 class _AtomicDynamoDB:
-    """WSGI middleware: DynamoDB requests on one table one at a time.
+    """WSGI middleware: one DynamoDB request at a time.
 
     moto changes DynamoDB items in place, without locks, so concurrent requests on one item can
-    read it half written (seen here as counters losing counts); DynamoDB itself applies every
-    request atomically. Serialising the requests on each table restores that. Requests on other
-    tables go on side by side, so that the catalogue's bulk index writes do not hold up every
-    track's state (measured in `make bench-e2e`: steps' state writes queued behind them); a
-    request that changes the set of tables runs alone.
+    read it half written (seen here as counters losing counts); DynamoDB itself
+    applies every request atomically. Serialising DynamoDB requests restores that; they are
+    quick, and SQS long polls are left to run side by side.
     """
 
     def __init__(self, app: Any) -> None:
         self._app = app
-        self._tables = _SharedExclusive()
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
-
-    def _lock(self, table: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(table, threading.Lock())
+        self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        service, _, operation = environ.get("HTTP_X_AMZ_TARGET", "").partition(".")
-        if not service.startswith("DynamoDB"):
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
             return self._app(environ, start_response)
-        length = environ.get("CONTENT_LENGTH")
-        body = environ["wsgi.input"].read(int(length) if length else -1)
-        environ["wsgi.input"] = io.BytesIO(body)
-        try:
-            tables = _tables_named(json.loads(body or b"{}"))
-        except ValueError:
-            tables = []
-        with ExitStack() as held:
-            if operation in _TABLE_LIFECYCLE or not tables:
-                held.enter_context(self._tables.exclusive())
-            else:
-                held.enter_context(self._tables.shared())
-                for table in tables:  # in name order: two requests never wait on each other
-                    held.enter_context(self._lock(table))
+        with self._lock:
             result = self._app(environ, start_response)
             try:
                 return [b"".join(result)]
@@ -247,8 +164,7 @@ class _PostPolicy:
             return self._app(environ, start_response)
         from werkzeug.formparser import parse_form_data
 
-        length = environ.get("CONTENT_LENGTH")
-        body = environ["wsgi.input"].read(int(length) if length else -1)
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         environ["wsgi.input"] = io.BytesIO(body)
         _, form, files = parse_form_data(environ)
         environ["wsgi.input"] = io.BytesIO(body)  # moto reads the form again
