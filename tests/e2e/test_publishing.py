@@ -179,14 +179,17 @@ def test_a_priority_upload_overtakes_the_backlog(settings: Settings, tmp_path: P
     client_for(settings, vip).request("GET", "/v1/me")
     admin.request("PATCH", f"/v1/users/{vip}", json={"priority": True})
     crowd = client_for(settings, f"crowd-{uuid.uuid4().hex[:6]}")
-    backlog = []
-    for n in range(6):
-        path = write_track(
-            SampleTrack(f"Backlog {n}", "Crowd", seconds=25, seed=6000 + n),
+    # a real backlog: every file made first, then all uploaded back to back (made one by one
+    # between uploads, they arrived no faster than two CPU slots processed them)
+    paths = [
+        write_track(
+            SampleTrack(f"Backlog {n}", "Crowd", seconds=40, seed=6000 + n),
             tmp_path / f"backlog{n}.mp3",
         )
-        backlog.append(upload(crowd, path))
+        for n in range(8)
+    ]
     path = write_track(SampleTrack("Front Row", "VIP", seconds=10, seed=7777), tmp_path / "vip.mp3")
+    backlog = [upload(crowd, p) for p in paths]
     vip_client = client_for(settings, vip)
     priority = vip_client.wait(upload(vip_client, path), timeout_s=300)
     assert priority["status"] == "published" and priority["lane"] == "priority"
