@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,19 +72,23 @@ def _cpu_seconds(processes: list[psutil.Process]) -> float:
     return total
 
 
+def _slowest_branch_s(stage: Any, steps: dict[str, Any]) -> float:
+    return max(
+        sum(float(steps[s].get("duration_s", 0)) for s in branch) for branch in stage.branches
+    )
+
+
 def critical_path(track: dict[str, Any]) -> float:
     """The longest chain of step times: per stage, its slowest branch."""
     from trackflow.track import STAGES
 
-    steps = track["steps"]
-    return sum(
-        max(sum(float(steps[s].get("duration_s", 0)) for s in branch) for branch in stage.branches)
-        for stage in STAGES
-    )
+    return sum(_slowest_branch_s(stage, track["steps"]) for stage in STAGES)
 
 
 def _when(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    from trackflow.state.dynamo import parse_iso
+
+    return parse_iso(iso).timestamp()
 
 
 def queue_waits(track: dict[str, Any]) -> dict[str, float]:
@@ -122,10 +125,7 @@ def overhead_parts(track: dict[str, Any], uploaded: float) -> dict[str, float]:
         if finished_before is not None:
             join += launch - finished_before
         finished_before = max(_when(steps[n]["finished_at"]) for b in stage.branches for n in b)
-        longest = max(
-            sum(float(steps[n].get("duration_s", 0)) for n in branch) for branch in stage.branches
-        )
-        beyond += finished_before - launch - longest
+        beyond += finished_before - launch - _slowest_branch_s(stage, steps)
     parts["stages beyond their longest branch"] = beyond  # queues, slots, gaps within chains
     parts["joins: stage done to next launched"] = join
     parts["last step done to published record"] = _when(track["finished_at"]) - finished_before

@@ -9,6 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from trackflow.state.dynamo import parse_iso
 from trackflow.track import STEP_NAMES
 
 __all__ = ["outputs_table", "steps_table", "timeline"]
@@ -30,7 +31,7 @@ _STYLE = {
 
 
 def _when(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+    return parse_iso(value) if value else None
 
 
 def _title(track: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ from trackflow.keys import parse_catalogue_key, parse_upload_key
 from trackflow.logs import get_logger
 from trackflow.settings import Settings
 from trackflow.state.catalogue import WorkStatus
-from trackflow.state.dynamo import now_iso
+from trackflow.state.dynamo import now_iso, parse_iso
 from trackflow.state.tracks import TrackStore
 from trackflow.track import Status
 
@@ -143,5 +143,4 @@ def admit(event: ObjectCreated, settings: Settings, store: TrackStore) -> Admiss
 
 
 def _stale(track: dict[str, Any]) -> bool:
-    queued_at = datetime.fromisoformat(track["queued_at"].replace("Z", "+00:00"))
-    return datetime.now(UTC) - queued_at > RELAUNCH_AFTER
+    return datetime.now(UTC) - parse_iso(track["queued_at"]) > RELAUNCH_AFTER

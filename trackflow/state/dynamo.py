@@ -12,7 +12,15 @@ import numpy as np
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-__all__ = ["Update", "from_item", "is_condition_failure", "now_iso", "to_item", "to_value"]
+__all__ = [
+    "Update",
+    "from_item",
+    "is_condition_failure",
+    "now_iso",
+    "parse_iso",
+    "to_item",
+    "to_value",
+]
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -21,6 +29,11 @@ _deserializer = TypeDeserializer()
 def now_iso() -> str:
     """UTC now, ISO 8601 with milliseconds: sortable as text."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: str) -> datetime:
+    """The moment a timestamp from ``now_iso`` names (aware, UTC)."""
+    return datetime.fromisoformat(value)  # reads the Z suffix since Python 3.11
 
 
 def _to_dynamo(value: Any) -> Any:

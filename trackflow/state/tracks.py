@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -17,6 +16,7 @@ from trackflow.state.dynamo import (
     Update,
     from_item,
     now_iso,
+    parse_iso,
     query_page,
     to_item,
     update_if,
@@ -298,6 +298,4 @@ class TrackStore:
 
 
 def _seconds_between(start_iso: str, end_iso: str) -> float:
-    start = datetime.fromisoformat(start_iso.replace("Z", "+00:00"))
-    end = datetime.fromisoformat(end_iso.replace("Z", "+00:00"))
-    return round((end - start).total_seconds(), 3)
+    return round((parse_iso(end_iso) - parse_iso(start_iso)).total_seconds(), 3)
