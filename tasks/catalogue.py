@@ -133,6 +133,8 @@ def index_work_chunk(
     if not remove and work["status"] == WorkStatus.REMOVED:
         return  # removed while queued: its postings are being deleted
     path = object_cache(settings).get(aws.client("s3", settings), settings.media_bucket, landmarks)
-    hashes, times = unpack_landmarks(path.read_bytes())
+    hashes, times = fingerprint.sample_landmarks(
+        *unpack_landmarks(path.read_bytes()), work.get("sampling", 1)
+    )
     if catalogue.index_chunk(work, hashes, times, chunk, chunks, remove=remove):
         log.info("work_indexed", title=work["title"])

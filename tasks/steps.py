@@ -236,9 +236,11 @@ def index_track(ctx: StepContext) -> StepResult:
         track_id=ctx.track_id,
         duration_s=document.duration_s,
         landmarks=ctx.track["copyright"]["landmarks"],
+        sampling=s.track_index_sampling,
     )
     if work["status"] == WorkStatus.INDEXING and "chunks" not in work:
-        hashes, _ = unpack_landmarks(ctx.artifact(FINGERPRINT_ARTIFACT).read_bytes())
+        hashes, times = unpack_landmarks(ctx.artifact(FINGERPRINT_ARTIFACT).read_bytes())
+        hashes, _ = fingerprint.sample_landmarks(hashes, times, work["sampling"])
         landmarks = ctx.key(FINGERPRINT_ARTIFACT)
         chunks = chunk_count(hashes)
         work = catalogue.update(work["work_id"], landmarks_key=landmarks, chunks=chunks) or work

@@ -48,6 +48,7 @@ def test_copyright_bench(tmp_path: Path):
         cwd=tmp_path,
     )
     assert "excerpt_5s_noise" in table and "false" in table.lower()
+    assert "as published tracks" in table
 
 
 def test_e2e_bench(tmp_path: Path):

@@ -221,9 +221,7 @@ def test_sent_mail_is_listed_while_other_state_changes(settings: Settings):
     assert mail["Subject"] == "hello" and mail["Source"] == settings.email_sender
 
 
-def test_put_files_stores_small_and_large_files_whole(
-    settings: Settings, tmp_path, monkeypatch
-):
+def test_put_files_stores_small_and_large_files_whole(settings: Settings, tmp_path, monkeypatch):
     """Small files go up side by side (on a client kept open from one call to the next), a
     large one by multipart upload; every object arrives whole, with its headers."""
     monkeypatch.setattr(aws, "SMALL_OBJECT_BYTES", 64 * 1024)

@@ -94,3 +94,27 @@ def test_unrelated_music_is_not_accused(catalogue):
         query = _mono_11k(synthesise(20.0, seed=5000 + seed))
         matches = fp.match_landmarks(*fp.fingerprint([query]), index.lookup)
         assert not any(m.is_confident(fp.MatchPolicy()) for m in matches), matches
+
+
+def test_sampling_keeps_the_same_hashes_of_every_recording():
+    hashes, times = fp.fingerprint([_mono_11k(synthesise(30.0, seed=11))])
+    kept, kept_times = fp.sample_landmarks(hashes, times, 4)
+    assert 0.18 < len(kept) / len(hashes) < 0.32  # about one in four
+    assert np.isin(kept, hashes).all() and len(kept_times) == len(kept)
+    other = fp.fingerprint([_mono_11k(synthesise(30.0, seed=12))])[0]
+    # membership depends on the hash value alone, whichever recording it comes from
+    shared = np.intersect1d(hashes, other)
+    assert np.array_equal(
+        np.isin(shared, kept), np.isin(shared, fp.sample_landmarks(other, other, 4)[0])
+    )
+    assert fp.sample_landmarks(hashes, times, 1)[0] is hashes
+
+
+def test_a_sparsely_indexed_work_still_catches_a_whole_re_upload(catalogue):
+    _, works = catalogue
+    sparse = MemoryIndex()
+    for number, pcm in works.items():
+        sparse.add(number, *fp.sample_landmarks(*fp.fingerprint([pcm]), 4))
+    quieter = (works[6] * 10 ** (-6 / 20)).astype(np.float32)
+    best = fp.match_landmarks(*fp.fingerprint([quieter]), sparse.lookup)[0]
+    assert best.work == 6 and best.is_confident(fp.MatchPolicy())

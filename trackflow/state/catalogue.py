@@ -7,6 +7,9 @@ Layout (stays fast at 100,000 works: reads are batched by hash, nothing is ever 
   (work number, anchor time) entries. ``ADD`` to a set is atomic and idempotent: indexing a
   chunk twice changes nothing, and works indexed at once do not race.
 
+A published track's work is indexed sparsely (one hash in ``sampling``, chosen by hash value,
+recorded on the work so that removal takes out the same postings).
+
 A work is indexed in chunks (its hashes split by value), each a small task of its own, so a
 three-hour recording is many bounded tasks rather than one long one.
 """
