@@ -63,6 +63,15 @@ class _Counting:
 
 
 UPLOAD_ATTEMPTS = 5
+READ_ATTEMPTS = 3
+# Requests that change nothing: resent when the connection breaks under them (a kept-alive
+# connection that the server closed just as it was reused resets the next request on it).
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _backoff(attempt: int) -> None:
+    """Exponential backoff with full jitter before try ``attempt + 1``."""
+    time.sleep(random.uniform(0, min(8.0, 0.5 * 2**attempt)))
 
 
 def _s3_error(body: str) -> str:
@@ -93,7 +102,14 @@ class ApiClient:
         self.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                response = self._http.request(method, path, **kwargs)
+                break
+            except httpx.TransportError:
+                if method.upper() not in _SAFE_METHODS or attempt == READ_ATTEMPTS:
+                    raise
+                _backoff(attempt)
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
@@ -158,7 +174,7 @@ class ApiClient:
             on_bytes(-sent)
             if attempt == UPLOAD_ATTEMPTS:
                 raise ApiError(status, "upload_failed", f"{problem} ({attempt} attempts)")
-            time.sleep(random.uniform(0, min(8.0, 0.5 * 2**attempt)))
+            _backoff(attempt)
 
     def track(self, track_id: str) -> dict[str, Any]:
         return self.request("GET", f"/v1/tracks/{track_id}")
