@@ -197,3 +197,17 @@ def test_a_priority_upload_overtakes_the_backlog(settings: Settings, tmp_path: P
     assert still_busy, "the backlog drained before the priority upload was published"
     for track_id in backlog:
         assert crowd.wait(track_id, timeout_s=600)["status"] == "published"
+
+
+def test_bulk_workers_yield_the_cpu_to_the_pipeline(stack):
+    """The catalogue's bulk work runs at a lower CPU priority, its pool processes too, so on
+    shared cores an upload's steps come first."""
+    import psutil
+    from trackflow.cli.main import BULK_NICENESS
+
+    for role in stack.roles:
+        if not role.name.startswith("worker-"):
+            continue
+        main = psutil.Process(role.process.pid)
+        niceness = {p.nice() for p in [main, *main.children(recursive=True)]}
+        assert niceness == ({BULK_NICENESS} if role.name.endswith("-bulk") else {0}), role.name
