@@ -257,11 +257,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         "\nper step, mean seconds per track in the batch (system steps include S3 and state"
-        " I/O; waited: ready to started, in a queue or for a free slot)\n"
+        " I/O; waited: ready to started, in a queue or for a free slot; the idle probe's"
+        " own wait beside it)\n"
     )
-    print(f"{'step':<18}{'bare':>9}{'system':>9}{'ratio':>8}{'waited':>9}")
+    print(f"{'step':<18}{'bare':>9}{'system':>9}{'ratio':>8}{'waited':>9}{'probe':>8}")
     names = list(alone["steps"])
     waits = [queue_waits(t) for t, _ in batch]
+    probe_waits = queue_waits(alone)
     summary = {}
     for name in names:
         sys_mean = statistics.mean(float(t["steps"][name].get("duration_s", 0)) for t, _ in batch)
@@ -271,9 +273,13 @@ def main(argv: list[str] | None = None) -> int:
             "bare_s": round(bare_mean, 3),
             "system_s": round(sys_mean, 3),
             "waited_s": round(waited, 3),
+            "probe_waited_s": round(probe_waits.get(name, 0.0), 3),
         }
         shown = f"{sys_mean / bare_mean:>8.2f}" if bare_mean else f"{'-':>8}"
-        print(f"{name:<18}{bare_mean:>9.2f}{sys_mean:>9.2f}{shown}{waited:>9.2f}")
+        print(
+            f"{name:<18}{bare_mean:>9.2f}{sys_mean:>9.2f}{shown}{waited:>9.2f}"
+            f"{probe_waits.get(name, 0.0):>8.2f}"
+        )
 
     out = Path(".trackflow") / "bench"
     out.mkdir(parents=True, exist_ok=True)
