@@ -240,7 +240,7 @@ def index_track(ctx: StepContext) -> StepResult:
     )
     if work["status"] == WorkStatus.INDEXING and "chunks" not in work:
         hashes, times = unpack_landmarks(ctx.artifact(FINGERPRINT_ARTIFACT).read_bytes())
-        hashes, _ = fingerprint.sample_landmarks(hashes, times, work["sampling"])
+        hashes, _ = fingerprint.sample_landmarks(hashes, times, work.get("sampling", 1))
         landmarks = ctx.key(FINGERPRINT_ARTIFACT)
         chunks = chunk_count(hashes)
         work = catalogue.update(work["work_id"], landmarks_key=landmarks, chunks=chunks) or work
