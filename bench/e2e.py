@@ -149,7 +149,9 @@ def _upload_and_follow(client: Any, path: Path, poll_s: float) -> tuple[dict, fl
 
 def system(
     tracks: list[Path], probe: Path, warm_up: Path, cores: int
-) -> tuple[float, list[tuple[dict, float]], tuple[dict, float], dict[str, float]]:
+) -> tuple[float, list[tuple[dict, float]], tuple[dict, float], dict[str, float], float]:
+    """The batch's wall time, its tracks, the probe, each role's CPU seconds while the batch
+    was followed, and how long it was followed (the last poll comes after the last finish)."""
     from trackflow.cli.client import ApiClient
     from trackflow.cli.stack import Stack
 
@@ -178,12 +180,8 @@ def system(
             batch = list(uploads.map(lambda p: _upload_and_follow(client, p, 2.0), tracks))
         followed = time.perf_counter() - started
         wall = max(_when(track["finished_at"]) for track, _ in batch) - started_at
-        # each role's share of the cores while the batch was followed: where the time went
-        shares = {
-            kind: (_cpu_seconds(p) - cpu_before[kind]) / (followed * cores)
-            for kind, p in roles.items()
-        }
-        return wall, batch, alone, shares
+        cpu = {kind: _cpu_seconds(p) - cpu_before[kind] for kind, p in roles.items()}
+        return wall, batch, alone, cpu, followed
     finally:
         stack.stop()
 
@@ -220,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bare: {args.tracks} tracks in a pool of {cores} processes…", file=sys.stderr)
     bare_wall, bare_cpu, bare_steps = bare(tracks, cores)
     print("the system: trackflow up…", file=sys.stderr)
-    wall, batch, (alone, alone_latency), shares = system(tracks, probe, warm_up, cores)
+    wall, batch, (alone, alone_latency), cpu, followed = system(tracks, probe, warm_up, cores)
+    # each role's share of the cores while the batch was followed: where the time went
+    shares = {kind: seconds / (followed * cores) for kind, seconds in cpu.items()}
 
     failed = [t["track_id"] for t, _ in [*batch, (alone, 0)] if t["status"] != "published"]
     if failed:
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind, share in sorted(shares.items(), key=lambda item: -item[1]):
         print(f"{'CPU share: ' + kind:<38}{share:>10.0%}")
     # what stays on the worker hosts on AWS, where the emulator's share is AWS's
-    worker_cpu = shares["workers"] * wall * cores
+    worker_cpu = cpu["workers"]
     print(f"{'CPU seconds, bare media work':<38}{bare_cpu:>10.1f}")
     print(f"{'CPU seconds, workers':<38}{worker_cpu:>10.1f}  ratio {worker_cpu / bare_cpu:.2f}")
     per_track_overhead = statistics.mean(latency - critical_path(track) for track, latency in batch)

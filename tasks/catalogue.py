@@ -3,8 +3,10 @@ in bounded chunks. Published tracks join the catalogue through the same chunks."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from trackflow.media import fingerprint, probe
 from trackflow.tasks.app import app
 from trackflow.tasks.runtime import object_cache
@@ -22,7 +24,13 @@ from trackflow.state.catalogue import (
     unpack_landmarks,
 )
 
-__all__ = ["catalogue_store", "fingerprint_work", "index_work_chunk", "start_indexing"]
+__all__ = [
+    "catalogue_store",
+    "fingerprint_work",
+    "index_work_chunk",
+    "indexed_landmarks",
+    "start_indexing",
+]
 
 log = get_logger(__name__)
 
@@ -47,6 +55,12 @@ def start_indexing(
         index_work_chunk.apply_async(
             (work["work_id"], landmarks, chunk, chunks, remove), queue=queue
         )
+
+
+def indexed_landmarks(work: Mapping[str, Any], landmarks: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The landmarks a work puts in the index: all of them, or the sample its record names (a
+    published track's)."""
+    return fingerprint.sample_landmarks(*unpack_landmarks(landmarks), work.get("sampling", 1))
 
 
 def _retrying(**options: Any) -> dict[str, Any]:
@@ -133,8 +147,6 @@ def index_work_chunk(
     if not remove and work["status"] == WorkStatus.REMOVED:
         return  # removed while queued: its postings are being deleted
     path = object_cache(settings).get(aws.client("s3", settings), settings.media_bucket, landmarks)
-    hashes, times = fingerprint.sample_landmarks(
-        *unpack_landmarks(path.read_bytes()), work.get("sampling", 1)
-    )
+    hashes, times = indexed_landmarks(work, path.read_bytes())
     if catalogue.index_chunk(work, hashes, times, chunk, chunks, remove=remove):
         log.info("work_indexed", title=work["title"])

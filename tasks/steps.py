@@ -12,7 +12,7 @@ from pathlib import Path
 
 from trackflow.media import artwork, fingerprint, loudness, probe, tags, transcode, waveform
 from trackflow.media.ffmpeg import LoudnessStats
-from trackflow.tasks.catalogue import catalogue_store, start_indexing
+from trackflow.tasks.catalogue import catalogue_store, indexed_landmarks, start_indexing
 from trackflow.tasks.feeds import fan_out, feed_entry
 from trackflow.tasks.runtime import StepContext, StepResult, notify_outcome, step, track_store
 
@@ -24,7 +24,7 @@ from trackflow.keys import PEAKS_ARTIFACT, rendition_artifact
 from trackflow.logs import get_logger
 from trackflow.search import TrackDocument, open_search
 from trackflow.settings import Lane
-from trackflow.state.catalogue import WorkStatus, chunk_count, pack_landmarks, unpack_landmarks
+from trackflow.state.catalogue import WorkStatus, chunk_count, pack_landmarks
 from trackflow.state.dynamo import now_iso
 from trackflow.state.ratelimit import RateLimiter
 from trackflow.state.users import UserStore
@@ -239,8 +239,7 @@ def index_track(ctx: StepContext) -> StepResult:
         sampling=s.track_index_sampling,
     )
     if work["status"] == WorkStatus.INDEXING and "chunks" not in work:
-        hashes, times = unpack_landmarks(ctx.artifact(FINGERPRINT_ARTIFACT).read_bytes())
-        hashes, _ = fingerprint.sample_landmarks(hashes, times, work.get("sampling", 1))
+        hashes, _ = indexed_landmarks(work, ctx.artifact(FINGERPRINT_ARTIFACT).read_bytes())
         landmarks = ctx.key(FINGERPRINT_ARTIFACT)
         chunks = chunk_count(hashes)
         work = catalogue.update(work["work_id"], landmarks_key=landmarks, chunks=chunks) or work
