@@ -18,7 +18,7 @@ from trackflow.state.catalogue import Catalogue, WorkStatus
 from trackflow.state.ratelimit import RateLimiter
 from trackflow.state.social import SocialStore
 from trackflow.state.tracks import StepStart, TrackStore
-from trackflow.track import Status, StepStatus, initial_steps
+from trackflow.track import ACTIVE, Status, StepStatus, initial_steps
 
 pytestmark = pytest.mark.usefixtures("emulator")
 
@@ -97,6 +97,25 @@ def test_failure_ends_the_track_once_and_skips_what_never_ran(tracks: TrackStore
         track_id, "notify_uploader", runs_when=[Status.FAILED, Status.REJECTED]
     )
     assert notify.outcome is StepStart.RUN
+
+
+def test_ending_a_track_and_skipping_its_pending_steps_is_one_write(
+    tracks: TrackStore, monkeypatch: pytest.MonkeyPatch
+):
+    track_id = _track(tracks)
+    stale = tracks.get(track_id)  # read before transcode_128 starts
+    tracks.begin_step(track_id, "transcode_128")
+    reads = iter([stale])
+    fresh_get = tracks.get
+    monkeypatch.setattr(tracks, "get", lambda tid: next(reads, None) or fresh_get(tid))
+
+    rejected = tracks.transition(track_id, Status.REJECTED, allowed_from=ACTIVE)
+
+    # the write built on the stale read failed as a whole; the retry left the started step alone
+    assert rejected["status"] == Status.REJECTED
+    assert rejected["steps"]["transcode_128"]["status"] == StepStatus.RUNNING
+    assert rejected["steps"]["transcode_192"]["status"] == StepStatus.SKIPPED
+    assert {s["status"] for s in rejected["steps"].values()} == {"running", "skipped"}
 
 
 def test_transitions_only_move_forward(tracks: TrackStore):

@@ -112,21 +112,44 @@ class TrackStore:
         allowed_from: Iterable[Status],
         fields: Mapping[str | tuple[str, ...], Any] | None = None,
     ) -> dict[str, Any] | None:
-        """Move the track to ``to`` only from one of ``allowed_from``; None if it was elsewhere."""
+        """Move the track to ``to`` only from one of ``allowed_from``; None if it was elsewhere.
+
+        A track that ends unpublished says in the same write that its steps still pending will
+        never run, so that no reader sees it ended with steps waiting."""
+        allowed = [str(s) for s in allowed_from]
+        if to not in (Status.REJECTED, Status.FAILED):
+            return self._update(track_id, self._transition(to, allowed, fields))
+        while True:
+            current = self.get(track_id)
+            if current is None or current["status"] not in allowed:
+                return None
+            u = self._transition(to, allowed, fields)
+            written = {path[1] for path in (fields or {}) if isinstance(path, tuple)}
+            pending = u.value(str(StepStatus.PENDING))
+            for name, state in current.get("steps", {}).items():
+                if state.get("status") == StepStatus.PENDING and name not in written:
+                    # Only while still pending: a step that starts meanwhile records its own end.
+                    u.set(("steps", name, "status"), str(StepStatus.SKIPPED))
+                    u.where(f"{u.path('steps', name, 'status')} = {pending}")
+            track = self._update(track_id, u)
+            if track is not None:
+                return track
+            # A step left pending, or the track left ``allowed``: look again (each retry has one
+            # pending step fewer, or returns None).
+
+    @staticmethod
+    def _transition(
+        to: Status, allowed: Iterable[str], fields: Mapping[str | tuple[str, ...], Any] | None
+    ) -> Update:
         u = Update()
         now = now_iso()
-        allowed = ", ".join(u.value(str(s)) for s in allowed_from)
-        u.where(f"{u.path('status')} IN ({allowed})")
+        u.where(f"{u.path('status')} IN ({', '.join(u.value(s) for s in allowed)})")
         u.set("status", str(to)).set("updated_at", now)
         if to in TERMINAL:
             u.set("finished_at", now)
         for name, value in (fields or {}).items():
             u.set(name, value)
-        track = self._update(track_id, u)
-        if track is not None and to in (Status.REJECTED, Status.FAILED):
-            self.skip_pending(track)  # steps that will never run say so at once
-            track = self.get(track_id)
-        return track
+        return u
 
     def mark_launched(self, track_id: str) -> None:
         self.mark(track_id, launch={"at": now_iso()})
@@ -234,38 +257,21 @@ class TrackStore:
     def fail(
         self, track_id: str, error: Mapping[str, Any], *, step: str | None = None
     ) -> dict[str, Any] | None:
-        """End the track as failed (unless it already ended); steps not yet run become skipped."""
-        track = self.transition(
+        """End the track as failed (unless it already ended), with ``step`` failed and the steps
+        not yet run skipped, in one write."""
+        fields: dict[str | tuple[str, ...], Any] = {
+            "error": {**error, **({"step": step} if step else {})}
+        }
+        if step:
+            fields[("steps", step, "status")] = str(StepStatus.FAILED)
+            fields[("steps", step, "finished_at")] = now_iso()
+            fields[("steps", step, "error")] = dict(error)
+        return self.transition(
             track_id,
             Status.FAILED,
             allowed_from=[Status.AWAITING_UPLOAD, *ACTIVE, Status.HELD_FOR_REVIEW],
-            fields={"error": {**error, **({"step": step} if step else {})}},
+            fields=fields,
         )
-        if track is None:
-            return None
-        if step:
-            self.end_step(track_id, step, StepStatus.FAILED, error)
-            track = self.get(track_id)
-        return track
-
-    def skip_pending(self, track: Mapping[str, Any]) -> None:
-        pending = [
-            name
-            for name, state in track.get("steps", {}).items()
-            if state.get("status") == StepStatus.PENDING
-        ]
-        if not pending:
-            return
-        u = Update()
-        for name in pending:
-            u.set(("steps", name, "status"), str(StepStatus.SKIPPED))
-        # Only steps still pending: a step that started meanwhile records its own end.
-        for name in pending:
-            u.where(f"{u.path('steps', name, 'status')} = {u.value(str(StepStatus.PENDING))}")
-        if self._update(track["track_id"], u) is None:
-            fresh = self.get(track["track_id"])
-            if fresh:
-                self.skip_pending(fresh)
 
     # --- notifications: at most one email per outcome ---------------------------------------
     def claim_notification(
