@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from trackflow.emulator import port_in_use, wait_until_serving
 from trackflow.settings import AwsTarget, Lane, Settings, WorkerGroup
+from trackflow.track import STAGES, STEP_BY_NAME
 
 __all__ = ["Role", "Stack", "StackBusy", "worker_roles"]
 
@@ -45,10 +46,18 @@ def _module(*args: str) -> list[str]:
     return [sys.executable, "-m", "trackflow.cli", *args]
 
 
+# The most I/O steps one stage starts at once (publication's three).
+IO_FAN_OUT = max(
+    sum(STEP_BY_NAME[step].group is WorkerGroup.IO for step in stage.steps) for stage in STAGES
+)
+
+
 def worker_roles(cores: int | None = None) -> list[Role]:
-    """Workers for this machine: a CPU slot for every core and one more, a few I/O slots, a
-    small priority lane of each so that priority uploads never wait behind the backlog, and
-    one slot of each for bulk work (the catalogue's) so that it never holds up an upload.
+    """Workers for this machine: a CPU slot for every core and one more, an I/O slot for each
+    I/O step a stage starts at once (with two, the uploader's email waited for the search
+    index or the feeds to finish: 0.2 s, measured), a small priority lane of each so that
+    priority uploads never wait behind the backlog, and one slot of each for bulk work (the
+    catalogue's) so that it never holds up an upload.
 
     The extra CPU slot: a track's three encodes (and its checks' three CPU branches) start
     together, and on two slots the third waited for the first to end; sharing the cores,
@@ -57,7 +66,7 @@ def worker_roles(cores: int | None = None) -> list[Role]:
     cores = cores or os.cpu_count() or 2
     plan = [
         (WorkerGroup.CPU, Lane.STANDARD, cores + 1),
-        (WorkerGroup.IO, Lane.STANDARD, max(2, cores)),
+        (WorkerGroup.IO, Lane.STANDARD, max(IO_FAN_OUT, cores)),
         (WorkerGroup.CPU, Lane.PRIORITY, 1),
         (WorkerGroup.IO, Lane.PRIORITY, 1),
         (WorkerGroup.CPU, Lane.BULK, 1),
