@@ -60,16 +60,15 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _cpu_seconds(processes: list[psutil.Process]) -> float:
-    """CPU time of the worker processes, their pool processes and the ffmpeg they ran."""
+def _cpu_seconds(process: psutil.Process) -> float:
+    """CPU time of a role's process and its children (a worker's pool and the ffmpeg it ran)."""
     total = 0.0
-    for process in processes:
-        for member in [process, *process.children()]:
-            try:
-                times = member.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system + times.children_user + times.children_system
+    for member in [process, *process.children()]:
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
     return total
 
 
@@ -163,24 +162,20 @@ def system(
     stack.start(on_event=lambda message: print(f"  {message}", file=sys.stderr))
     try:
         client = ApiClient(settings.api_url, mint_token(settings, "bench"))
-        roles: dict[str, list[psutil.Process]] = {}
-        for role in stack.roles:
-            kind = "workers" if role.name.startswith("worker") else role.name
-            if role.process:
-                roles.setdefault(kind, []).append(psutil.Process(role.process.pid))
+        roles = {r.name: psutil.Process(r.process.pid) for r in stack.roles if r.process}
         # A stack that just started runs each pool process's first step late (lazy imports
         # and set-up: 0.3-0.8 s a hop, measured); an idle stack in service is past that.
         print("  a warm-up track, then the probe track alone on the idle stack", file=sys.stderr)
         _upload_and_follow(client, warm_up, poll_s=1.0)
         alone = _upload_and_follow(client, probe, poll_s=1.0)
         print(f"  the batch: {len(tracks)} tracks at once", file=sys.stderr)
-        cpu_before = {kind: _cpu_seconds(p) for kind, p in roles.items()}
+        cpu_before = {role: _cpu_seconds(p) for role, p in roles.items()}
         started, started_at = time.perf_counter(), time.time()
         with ThreadPoolExecutor(len(tracks)) as uploads:
             batch = list(uploads.map(lambda p: _upload_and_follow(client, p, 2.0), tracks))
         followed = time.perf_counter() - started
         wall = max(_when(track["finished_at"]) for track, _ in batch) - started_at
-        cpu = {kind: _cpu_seconds(p) - cpu_before[kind] for kind, p in roles.items()}
+        cpu = {role: _cpu_seconds(p) - cpu_before[role] for role, p in roles.items()}
         return wall, batch, alone, cpu, followed
     finally:
         stack.stop()
@@ -237,10 +232,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'ratio system / bare':<38}{ratio:>10.2f}  goal <= 1.15: {_met(ratio <= 1.15)}")
     print(f"{'latency p50 (upload to published)':<38}{_percentile(latencies, 50):>10.1f}")
     print(f"{'latency p95':<38}{_percentile(latencies, 95):>10.1f}")
-    for kind, share in sorted(shares.items(), key=lambda item: -item[1]):
-        print(f"{'CPU share: ' + kind:<38}{share:>10.0%}")
+    worker_cpu = sum(seconds for role, seconds in cpu.items() if role.startswith("worker"))
+    others = {role: share for role, share in shares.items() if not role.startswith("worker")}
+    for role, share in sorted(
+        {**others, "workers": worker_cpu / (followed * cores)}.items(), key=lambda item: -item[1]
+    ):
+        print(f"{'CPU share: ' + role:<38}{share:>10.0%}")
+        if role == "workers":
+            for name, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
+                if name.startswith("worker"):
+                    print(f"{'  ' + name + ' (CPU seconds)':<38}{seconds:>10.1f}")
     # what stays on the worker hosts on AWS, where the emulator's share is AWS's
-    worker_cpu = cpu["workers"]
     print(f"{'CPU seconds, bare media work':<38}{bare_cpu:>10.1f}")
     print(f"{'CPU seconds, workers':<38}{worker_cpu:>10.1f}  ratio {worker_cpu / bare_cpu:.2f}")
     per_track_overhead = statistics.mean(latency - critical_path(track) for track, latency in batch)
@@ -299,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio": round(ratio, 3),
                 "latency_p50_s": round(_percentile(latencies, 50), 2),
                 "latency_p95_s": round(_percentile(latencies, 95), 2),
-                "cpu_shares": {kind: round(share, 3) for kind, share in shares.items()},
+                "cpu_shares": {role: round(share, 3) for role, share in shares.items()},
                 "bare_cpu_s": round(bare_cpu, 1),
                 "worker_cpu_s": round(worker_cpu, 1),
                 "probe_critical_path_s": round(path, 2),
