@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 import urllib.request
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
@@ -229,6 +230,46 @@ class _SentEmails:
         return [body]
 
 
+class _WholeObjectChecksums:
+    """WSGI middleware: an object's CRC32 as S3 reports it, over the whole object.
+
+    boto3 uploads a large file in parts with a CRC32 of the whole object, and checks the CRC32 that
+    a GET answers with. moto 5.1 answers, for an object uploaded in parts, with a checksum of the
+    parts' checksums (and without the ``-<parts>`` suffix that marks such a one), so every large
+    download failed its check (FlexibleChecksumError). Recomputed here from the body moto serves
+    whole; ranged answers (206) carry no whole-object checksum to check.
+    """
+
+    _HEADER = "x-amz-checksum-crc32"
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["REQUEST_METHOD"] != "GET" or environ.get("HTTP_X_AMZ_TARGET"):
+            return self._app(environ, start_response)
+        answer: dict[str, Any] = {}
+
+        def hold(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            answer.update(status=status, headers=headers, exc_info=exc_info)
+            return lambda data: None  # moto never writes through this
+
+        result = self._app(environ, hold)
+        try:
+            body = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        headers = answer["headers"]
+        if answer["status"].startswith("200") and any(
+            k.lower() == self._HEADER for k, _ in headers
+        ):
+            crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+            headers = [(k, crc if k.lower() == self._HEADER else v) for k, v in headers]
+        start_response(answer["status"], headers, answer["exc_info"])
+        return [body]
+
+
 class EmulatorServer:
     """A moto server in this process; ``start()`` returns once it answers."""
 
@@ -251,11 +292,7 @@ class EmulatorServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> EmulatorServer:
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
         from trackflow.aws import EMULATOR_CREDENTIALS
@@ -263,12 +300,9 @@ class EmulatorServer:
         secrets = {
             EMULATOR_CREDENTIALS["aws_access_key_id"]: EMULATOR_CREDENTIALS["aws_secret_access_key"]
         }
-        app = _SentEmails(
-            _PostPolicy(_AtomicDynamoDB(DomainDispatcherApplication(create_backend_app)), secrets)
-        )
-        self._server = make_server(
-            self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler
-        )
+        moto = DomainDispatcherApplication(create_backend_app)
+        app = _SentEmails(_WholeObjectChecksums(_PostPolicy(_AtomicDynamoDB(moto), secrets)))
+        self._server = make_server(self.host, self.port, app, threaded=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, daemon=True, name="emulator"
         )

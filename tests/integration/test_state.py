@@ -240,13 +240,13 @@ def test_sent_mail_is_listed_while_other_state_changes(settings: Settings):
     assert mail["Subject"] == "hello" and mail["Source"] == settings.email_sender
 
 
-def test_put_files_stores_small_and_large_files_whole(settings: Settings, tmp_path, monkeypatch):
+def test_put_files_stores_small_and_large_files_whole(settings: Settings, tmp_path):
     """Small files go up side by side (on a client kept open from one call to the next), a
-    large one by multipart upload; every object arrives whole, with its headers."""
-    monkeypatch.setattr(aws, "SMALL_OBJECT_BYTES", 64 * 1024)
+    large one by multipart upload; every object arrives whole, with its headers, and reads back
+    with its checksum checked (boto3 checks the CRC32 of whole objects)."""
     prefix = f"put-files/{uuid.uuid4().hex}"
     files = []
-    for n, size in enumerate([10, 1000, 50_000, 200_000]):
+    for n, size in enumerate([10, 1000, 50_000, aws.SMALL_OBJECT_BYTES + 1024 * 1024]):
         path = tmp_path / f"f{n}"
         path.write_bytes(bytes([n]) * size)
         files.append(aws.S3Upload(path, f"{prefix}/f{n}", "application/octet-stream"))
