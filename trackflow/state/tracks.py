@@ -119,15 +119,16 @@ class TrackStore:
         allowed = [str(s) for s in allowed_from]
         if to not in (Status.REJECTED, Status.FAILED):
             return self._update(track_id, self._transition(to, allowed, fields))
+        # steps that ``fields`` itself ends (a failing step): not to be marked skipped as well
+        ended_here = {p[1] for p in (fields or {}) if isinstance(p, tuple) and p[0] == "steps"}
         while True:
             current = self.get(track_id)
             if current is None or current["status"] not in allowed:
                 return None
             u = self._transition(to, allowed, fields)
-            written = {path[1] for path in (fields or {}) if isinstance(path, tuple)}
             pending = u.value(str(StepStatus.PENDING))
             for name, state in current.get("steps", {}).items():
-                if state.get("status") == StepStatus.PENDING and name not in written:
+                if state.get("status") == StepStatus.PENDING and name not in ended_here:
                     # Only while still pending: a step that starts meanwhile records its own end.
                     u.set(("steps", name, "status"), str(StepStatus.SKIPPED))
                     u.where(f"{u.path('steps', name, 'status')} = {pending}")
