@@ -9,8 +9,11 @@ A batch of generated tracks (tagged, with cover art) is processed twice in one r
 
 Before the batch, one longer track on the idle stack (after a short warm-up track, as a stack
 in service would have run) gives the critical path (the longest chain of step
-times through the stages) against its upload-to-published latency. Figures are written to
-.trackflow/bench/e2e.json.
+times through the stages) against its upload-to-published latency. Each phase starts on a quiet
+stack, and the batch's CPU seconds are counted until its own background work (the catalogue
+joining each published track) is done: what the batch cost, no more and no less. Each step's
+CPU seconds (its process and its ffmpeg) stand beside the bare media work's. Figures are
+written to .trackflow/bench/e2e.json; the scratch folder goes unless a track failed.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import socket
 import statistics
 import sys
@@ -33,18 +37,23 @@ import psutil
 from bench.media import make_inputs, ours
 
 
-def bare_track(track: str) -> dict[str, float]:
-    """Every step's media work on one track, in order; returns each step's seconds."""
+def bare_track(track: str) -> dict[str, tuple[float, float]]:
+    """Every step's media work on one track, in order; returns each step's wall and CPU
+    seconds."""
+    from trackflow.capacity import cpu_seconds
+
     with tempfile.TemporaryDirectory() as work:
         took = {}
         for name, step in ours(Path(track), Path(work)).items():
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), cpu_seconds()
             step()
-            took[name] = time.perf_counter() - started
+            took[name] = (time.perf_counter() - started, cpu_seconds() - cpu)
         return took
 
 
-def bare(tracks: list[Path], cores: int) -> tuple[float, float, list[dict[str, float]]]:
+def bare(
+    tracks: list[Path], cores: int
+) -> tuple[float, float, list[dict[str, tuple[float, float]]]]:
     """Wall seconds, CPU seconds (the pool's processes and their ffmpeg) and each track's steps."""
     started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with ProcessPoolExecutor(cores) as pool:
@@ -132,6 +141,22 @@ def overhead_parts(track: dict[str, Any], uploaded: float) -> dict[str, float]:
     return parts
 
 
+def wait_until_quiet(settings: Any, timeout_s: float = 600.0) -> float:
+    """Wait until no message is queued, in flight or delayed in any worker queue (the background
+    work that follows a publication, such as the catalogue joining the track, is done); returns
+    the seconds waited."""
+    from trackflow.tasks.recovery import lane_idle
+
+    from trackflow.settings import Lane
+
+    started = time.perf_counter()
+    while not all(lane_idle(settings, lane) for lane in Lane):
+        if time.perf_counter() - started > timeout_s:
+            raise TimeoutError("the worker queues did not drain")
+        time.sleep(0.5)
+    return time.perf_counter() - started
+
+
 def _upload_and_follow(client: Any, path: Path, poll_s: float) -> tuple[dict, float]:
     """Upload through a presigned POST; returns the final record and seconds from the end of
     the upload to publication. The time comes from the record, not from the polling, so a
@@ -148,9 +173,13 @@ def _upload_and_follow(client: Any, path: Path, poll_s: float) -> tuple[dict, fl
 
 def system(
     tracks: list[Path], probe: Path, warm_up: Path, cores: int
-) -> tuple[float, list[tuple[dict, float]], tuple[dict, float], dict[str, float], float]:
-    """The batch's wall time, its tracks, the probe, each role's CPU seconds while the batch
-    was followed, and how long it was followed (the last poll comes after the last finish)."""
+) -> tuple[float, list[tuple[dict, float]], tuple[dict, float], dict[str, float], float, float]:
+    """The batch's wall time, its tracks, the probe, each role's CPU seconds from the batch's
+    upload until its background work was done too, how long that was, and how long the
+    background work went on after the last publication.
+
+    Each phase starts on a quiet stack: the work that follows a publication (the catalogue
+    joining the track) of one phase is not charged to the next."""
     from trackflow.cli.client import ApiClient
     from trackflow.cli.stack import Stack
 
@@ -167,16 +196,19 @@ def system(
         # and set-up: 0.3-0.8 s a hop, measured); an idle stack in service is past that.
         print("  a warm-up track, then the probe track alone on the idle stack", file=sys.stderr)
         _upload_and_follow(client, warm_up, poll_s=1.0)
+        wait_until_quiet(settings)
         alone = _upload_and_follow(client, probe, poll_s=1.0)
+        wait_until_quiet(settings)
         print(f"  the batch: {len(tracks)} tracks at once", file=sys.stderr)
         cpu_before = {role: _cpu_seconds(p) for role, p in roles.items()}
         started, started_at = time.perf_counter(), time.time()
         with ThreadPoolExecutor(len(tracks)) as uploads:
             batch = list(uploads.map(lambda p: _upload_and_follow(client, p, 2.0), tracks))
+        wait_until_quiet(settings)
         followed = time.perf_counter() - started
         wall = max(_when(track["finished_at"]) for track, _ in batch) - started_at
         cpu = {role: _cpu_seconds(p) - cpu_before[role] for role, p in roles.items()}
-        return wall, batch, alone, cpu, followed
+        return wall, batch, alone, cpu, followed, time.time() - started_at - wall
     finally:
         stack.stop()
 
@@ -191,8 +223,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--probe-minutes", type=float, default=5.0)
     args = parser.parse_args(argv)
-    cores = os.cpu_count() or 2
     scratch = Path(tempfile.mkdtemp(prefix="trackflow-bench-"))
+    status = 1
+    try:
+        status = run(args, scratch)
+    finally:
+        if status == 0:
+            shutil.rmtree(scratch, ignore_errors=True)
+        else:
+            print(f"the stack's logs are kept in {scratch / 'data' / 'logs'}", file=sys.stderr)
+    return status
+
+
+def run(args: argparse.Namespace, scratch: Path) -> int:
+    cores = os.cpu_count() or 2
     # a stack of its own: fresh state, free ports, nothing shared with a running `trackflow up`
     os.environ.update(
         {
@@ -213,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bare: {args.tracks} tracks in a pool of {cores} processes…", file=sys.stderr)
     bare_wall, bare_cpu, bare_steps = bare(tracks, cores)
     print("the system: trackflow up…", file=sys.stderr)
-    wall, batch, (alone, alone_latency), cpu, followed = system(tracks, probe, warm_up, cores)
+    wall, batch, (alone, alone_latency), cpu, followed, background = system(
+        tracks, probe, warm_up, cores
+    )
     # each role's share of the cores while the batch was followed: where the time went
     shares = {kind: seconds / (followed * cores) for kind, seconds in cpu.items()}
 
@@ -232,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'ratio system / bare':<38}{ratio:>10.2f}  goal <= 1.15: {_met(ratio <= 1.15)}")
     print(f"{'latency p50 (upload to published)':<38}{_percentile(latencies, 50):>10.1f}")
     print(f"{'latency p95':<38}{_percentile(latencies, 95):>10.1f}")
+    print(f"{'background work after the last publish':<38}{background:>10.1f}  (catalogue joins)")
+    print(
+        "\nCPU from the batch's upload until its background work was done too "
+        f"({followed:.0f} s on {cores} cores)\n"
+    )
     worker_cpu = sum(seconds for role, seconds in cpu.items() if role.startswith("worker"))
     others = {role: share for role, share in shares.items() if not role.startswith("worker")}
     for role, share in sorted(
@@ -245,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     # what stays on the worker hosts on AWS, where the emulator's share is AWS's
     print(f"{'CPU seconds, bare media work':<38}{bare_cpu:>10.1f}")
     print(f"{'CPU seconds, workers':<38}{worker_cpu:>10.1f}  ratio {worker_cpu / bare_cpu:.2f}")
+    all_cpu = sum(cpu.values())
+    print(f"{'CPU seconds, all of the stack':<38}{all_cpu:>10.1f}  ratio {all_cpu / bare_cpu:.2f}")
     per_track_overhead = statistics.mean(latency - critical_path(track) for track, latency in batch)
     print(f"{'mean latency beyond critical path':<38}{per_track_overhead:>10.1f}  (queueing too)")
 
@@ -265,27 +318,37 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "\nper step, mean seconds per track in the batch (system steps include S3 and state"
         " I/O; waited: ready to started, in a queue or for a free slot; the idle probe's"
-        " own wait beside it)\n"
+        " own wait beside it; CPU: the step's process and its ffmpeg)\n"
     )
-    print(f"{'step':<18}{'bare':>9}{'system':>9}{'ratio':>8}{'waited':>9}{'probe':>8}")
+    print(
+        f"{'step':<18}{'bare':>9}{'system':>9}{'ratio':>8}{'waited':>9}{'probe':>8}"
+        f"{'CPU bare':>10}{'system':>8}{'ratio':>7}"
+    )
     names = list(alone["steps"])
     waits = [queue_waits(t) for t, _ in batch]
     probe_waits = queue_waits(alone)
     summary = {}
     for name in names:
-        sys_mean = statistics.mean(float(t["steps"][name].get("duration_s", 0)) for t, _ in batch)
-        bare_mean = statistics.mean(s.get(name, 0.0) for s in bare_steps)
+        sys_mean, sys_cpu = (
+            statistics.mean(float(t["steps"][name].get(field, 0)) for t, _ in batch)
+            for field in ("duration_s", "cpu_s")
+        )
+        bare_mean, bare_step_cpu = (
+            statistics.mean(s.get(name, (0.0, 0.0))[i] for s in bare_steps) for i in (0, 1)
+        )
         waited = statistics.mean(w.get(name, 0.0) for w in waits)
         summary[name] = {
             "bare_s": round(bare_mean, 3),
             "system_s": round(sys_mean, 3),
             "waited_s": round(waited, 3),
             "probe_waited_s": round(probe_waits.get(name, 0.0), 3),
+            "bare_cpu_s": round(bare_step_cpu, 3),
+            "system_cpu_s": round(sys_cpu, 3),
         }
-        shown = f"{sys_mean / bare_mean:>8.2f}" if bare_mean else f"{'-':>8}"
         print(
-            f"{name:<18}{bare_mean:>9.2f}{sys_mean:>9.2f}{shown}{waited:>9.2f}"
-            f"{probe_waits.get(name, 0.0):>8.2f}"
+            f"{name:<18}{bare_mean:>9.2f}{sys_mean:>9.2f}{_ratio(sys_mean, bare_mean):>8}"
+            f"{waited:>9.2f}{probe_waits.get(name, 0.0):>8.2f}"
+            f"{bare_step_cpu:>10.2f}{sys_cpu:>8.2f}{_ratio(sys_cpu, bare_step_cpu):>7}"
         )
 
     out = Path(".trackflow") / "bench"
@@ -302,8 +365,10 @@ def main(argv: list[str] | None = None) -> int:
                 "latency_p50_s": round(_percentile(latencies, 50), 2),
                 "latency_p95_s": round(_percentile(latencies, 95), 2),
                 "cpu_shares": {role: round(share, 3) for role, share in shares.items()},
+                "background_after_last_publish_s": round(background, 1),
                 "bare_cpu_s": round(bare_cpu, 1),
                 "worker_cpu_s": round(worker_cpu, 1),
+                "stack_cpu_s": round(all_cpu, 1),
                 "probe_critical_path_s": round(path, 2),
                 "probe_latency_s": round(alone_latency, 2),
                 "probe_overhead_s": {part: round(v, 3) for part, v in parts.items()},
@@ -313,6 +378,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     return 0
+
+
+def _ratio(system: float, bare: float) -> str:
+    return f"{system / bare:.2f}" if bare >= 0.005 else "-"
 
 
 def _met(ok: bool) -> str:

@@ -27,7 +27,7 @@ from trackflow.settings import Lane, Settings, WorkerGroup, get_settings
 from trackflow.state.dynamo import now_iso
 from trackflow.track import STEP_NAMES, TERMINAL, Status, StepStatus, first_unfinished_stage
 
-__all__ = ["SweepReport", "reconcile", "reprocess", "sweep"]
+__all__ = ["SweepReport", "lane_idle", "reconcile", "reprocess", "sweep"]
 
 log = get_logger(__name__)
 
@@ -90,7 +90,7 @@ def sweep(settings: Settings | None = None, now: datetime | None = None) -> Swee
             running = any(s.get("status") == StepStatus.RUNNING for s in track["steps"].values())
             lane = Lane(track.get("lane", Lane.STANDARD))
             if lane not in idle:
-                idle[lane] = _lane_idle(settings, lane)
+                idle[lane] = lane_idle(settings, lane)
             if track["updated_at"] < stuck or (not running and idle[lane]):
                 _resume_or_fail(store, track, report)
     expired = _iso(now - timedelta(seconds=settings.presign_expiry_s + 300))
@@ -115,7 +115,7 @@ def sweep(settings: Settings | None = None, now: datetime | None = None) -> Swee
     return report
 
 
-def _lane_idle(settings: Settings, lane: Lane) -> bool:
+def lane_idle(settings: Settings, lane: Lane) -> bool:
     """No message waiting, in flight or delayed in any queue of the lane."""
     sqs = aws.client("sqs", settings)
     for group in WorkerGroup:

@@ -27,6 +27,7 @@ from trackflow.tasks.app import app
 from trackflow.tasks.cache import ObjectCache
 
 from trackflow import aws
+from trackflow.capacity import cpu_seconds
 from trackflow.errors import InputRejected, NotReady, TrackflowError, WaitForSlot
 from trackflow.keys import media_key
 from trackflow.logs import bind, get_logger, unbind
@@ -198,11 +199,13 @@ def run_step(
     log.info("step_started", attempt=track["steps"][name]["attempts"])
     workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_workdir_root(settings)))
     try:
+        cpu_before = cpu_seconds()
         result = body(StepContext(track, name, settings, workdir, task.request.id or ""))
         done = store.finish_step(
             track_id,
             name,
             started_at=track["steps"][name]["started_at"],
+            cpu_s=cpu_seconds() - cpu_before,
             fields=result.fields,
             outputs=result.outputs,
         )

@@ -10,13 +10,14 @@ within the target.
 from __future__ import annotations
 
 import math
+import resource
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from trackflow.settings import WorkerGroup
 from trackflow.track import STEP_BY_NAME
 
-__all__ = ["GroupPlan", "erlang_c", "p95_wait", "plan", "tfvars"]
+__all__ = ["GroupPlan", "cpu_seconds", "erlang_c", "p95_wait", "plan", "tfvars"]
 
 # Seconds per step for a typical upload (a 5-minute stereo track), measured by `make bench`
 # on one core of the development machine; the CLI prefers what `make bench` measured on this
@@ -34,6 +35,16 @@ DEFAULT_STEP_SECONDS = {
     "publish_feed": 0.2,
     "notify_uploader": 0.3,
 }
+
+
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process and the children it has waited for (the ffmpeg a
+    step ran): the difference across a step is what the step cost the machine, whatever else
+    shared the cores meanwhile."""
+    own, children = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def erlang_c(servers: int, offered_load: float) -> float:

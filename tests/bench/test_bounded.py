@@ -56,4 +56,5 @@ def test_e2e_bench(tmp_path: Path):
         "bench.e2e", "--tracks", "2", "--minutes", "0.25", "--probe-minutes", "0.25", cwd=tmp_path
     )
     assert "ratio system / bare" in table and "critical path" in table
+    assert "CPU seconds, all of the stack" in table and "background work" in table
     assert (tmp_path / ".trackflow" / "bench" / "e2e.json").exists()

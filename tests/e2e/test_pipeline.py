@@ -44,6 +44,7 @@ def test_a_tagged_mp3_with_cover_art_is_published(settings: Settings, tagged_mp3
         STEP_NAMES, "succeeded"
     )
     assert all(s["attempts"] == 1 for s in track["steps"].values())
+    assert all(s["cpu_s"] >= 0 for s in track["steps"].values())  # what each step cost
     assert track["metadata"]["tags"]["title"] == "Late Night Tape"
     assert track["metadata"]["tags"]["artist"] == "Beyoncé Tester"
     # every artifact is where the record says, and is what it claims to be

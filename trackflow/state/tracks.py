@@ -222,15 +222,19 @@ class TrackStore:
         step: str,
         *,
         started_at: str,
+        cpu_s: float | None = None,
         fields: Mapping[str, Any] | None = None,
         outputs: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Record the step's success with its results, in one write."""
+        """Record the step's success with its results (and the CPU seconds it took), in one
+        write."""
         u = Update()
         now = now_iso()
         u.set(("steps", step, "status"), str(StepStatus.SUCCEEDED))
         u.set(("steps", step, "finished_at"), now)
         u.set(("steps", step, "duration_s"), _seconds_between(started_at, now))
+        if cpu_s is not None:
+            u.set(("steps", step, "cpu_s"), round(cpu_s, 3))
         u.remove(("steps", step, "error"))
         for name, uri in (outputs or {}).items():
             u.set(("outputs", name), uri)
