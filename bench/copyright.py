@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,27 +40,6 @@ QUERY_KINDS = (
     "excerpt_5s_gain+6",
     "excerpt_5s_gain-6",
 )
-
-
-class MemoryIndex:
-    """Postings sorted by hash: the same lookup the DynamoDB catalogue answers."""
-
-    def __init__(self, parts: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
-        hashes = np.concatenate([h for _, h, _ in parts])
-        works = np.concatenate([np.full(len(h), w, np.int64) for w, h, _ in parts])
-        times = np.concatenate([t for _, _, t in parts]).astype(np.int64)
-        order = np.argsort(hashes, kind="stable")
-        self.hashes, self.works, self.times = hashes[order], works[order], times[order]
-
-    def lookup(self, hashes: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        unique = np.unique(hashes)
-        left = np.searchsorted(self.hashes, unique, "left")
-        right = np.searchsorted(self.hashes, unique, "right")
-        return {
-            int(h): (self.works[a:b], self.times[a:b])
-            for h, a, b in zip(unique.tolist(), left.tolist(), right.tolist(), strict=True)
-            if b > a
-        }
 
 
 def mp3_roundtrip(pcm: np.ndarray, workdir: Path, bitrate: str = "128k") -> np.ndarray:
@@ -133,11 +113,14 @@ def tally_key(query: Query) -> str:
     return query.kind if query.work is not None else "not_in_catalogue"
 
 
-def judge_queries(queries: list[Query], index: MemoryIndex, policy: fp.MatchPolicy) -> dict:
+Matcher = Callable[[np.ndarray, np.ndarray], list[fp.Match]]
+
+
+def judge_queries(queries: list[Query], matcher: Matcher, policy: fp.MatchPolicy) -> dict:
     results: dict[str, Counter] = {}
     scores: dict[str, list[int]] = {}
     for query in queries:
-        matches = fp.match_landmarks(query.hashes, query.times, index.lookup, policy)
+        matches = matcher(query.hashes, query.times)
         best = matches[0] if matches else None
         tally = results.setdefault(
             query.kind if query.work is not None else "not_in_catalogue", Counter()
@@ -167,7 +150,7 @@ def judge_queries(queries: list[Query], index: MemoryIndex, policy: fp.MatchPoli
     return results
 
 
-def speed(index: MemoryIndex, workdir: Path, seed: int) -> dict[str, float]:
+def speed(index: fp.LandmarkIndex, workdir: Path, seed: int) -> dict[str, float]:
     """One core: decode a 5-minute MP3 upload, fingerprint it, match it against the index."""
     pcm = synthesise(300.0, seed)
     mp3 = workdir / "five_minutes.mp3"
@@ -185,7 +168,20 @@ def speed(index: MemoryIndex, workdir: Path, seed: int) -> dict[str, float]:
     }
 
 
-def scaled_index(parts: list[tuple[int, np.ndarray, np.ndarray]], works: int) -> MemoryIndex:
+def published_matcher(
+    parts: list[tuple[int, np.ndarray, np.ndarray]], sampling: int, policy: fp.MatchPolicy
+) -> Matcher:
+    """The same works joined the way published tracks join: one landmark hash in ``sampling``
+    indexed, a nominated work compared on all of its landmarks."""
+    sampled = fp.LandmarkIndex([(w, *fp.sample_landmarks(h, t, sampling)) for w, h, t in parts])
+    everything = {w: (h, t) for w, h, t in parts}
+    nothing = fp.LandmarkIndex([])
+    return lambda h, t: fp.match_catalogue(
+        h, t, nothing.lookup, sampled.lookup, sampling, everything.get, policy
+    )
+
+
+def scaled_index(parts: list[tuple[int, np.ndarray, np.ndarray]], works: int) -> fp.LandmarkIndex:
     """A catalogue of ``works`` works: the real ones plus copies whose hashes are permuted (XOR
     with a random mask), so they have the same landmark statistics and match nothing real."""
     rng = np.random.default_rng(7)
@@ -194,7 +190,7 @@ def scaled_index(parts: list[tuple[int, np.ndarray, np.ndarray]], works: int) ->
         _, h, t = parts[len(scaled) % len(parts)]
         mask = np.uint32(rng.integers(1, 1 << 23))
         scaled.append((len(scaled) + 1, (h ^ mask) & np.uint32((1 << 23) - 1), t))
-    return MemoryIndex(scaled)
+    return fp.LandmarkIndex(scaled)
 
 
 def dynamodb_cost(hashes: np.ndarray, times: np.ndarray) -> dict[str, float]:
@@ -258,16 +254,13 @@ def run(
         made = list(pool.map(make_source, jobs, chunksize=4))
         generated_s = time.perf_counter() - started
     parts = [(n + 1, *reference) for n, (reference, _) in enumerate(made) if reference]
-    index = MemoryIndex(parts)
+    index = fp.LandmarkIndex(parts)
     queries = [q for _, batch in made for q in batch]
-    results = judge_queries(queries, index, policy)
-    # The same works joined the way published tracks join: one landmark hash in N indexed.
-    sampling = Settings().track_index_sampling
-    published = judge_queries(
-        queries,
-        MemoryIndex([(w, *fp.sample_landmarks(h, t, sampling)) for w, h, t in parts]),
-        policy,
+    results = judge_queries(
+        queries, lambda h, t: fp.match_landmarks(h, t, index.lookup, policy), policy
     )
+    sampling = Settings().track_index_sampling
+    published = judge_queries(queries, published_matcher(parts, sampling, policy), policy)
     with tempfile.TemporaryDirectory() as scratch:
         timing = speed(scaled_index(parts, scale_to), Path(scratch), seed=424242)
     report = {

@@ -22,11 +22,13 @@ from trackflow.media import ffmpeg
 __all__ = [
     "FRAME_SECONDS",
     "LandmarkExtractor",
+    "LandmarkIndex",
     "Match",
     "MatchPolicy",
     "Postings",
     "fingerprint",
     "fingerprint_file",
+    "match_catalogue",
     "match_landmarks",
     "sample_landmarks",
 ]
@@ -205,6 +207,7 @@ class MatchPolicy:
     window_s: float = 10.0  # aligned hashes are counted in sliding windows of this length
     confident: int = 40  # distinct landmarks agreeing in one window for a confident match
     weak: int = 30  # ... for a match worth a human's look
+    nominate: int = 4  # ... of a work's sample, for comparing the upload with all its landmarks
     tolerance_frames: int = 1  # offsets this close count as one (frame jitter)
     gap_s: float = 3.0  # aligned hashes further apart than this start a new matched region
 
@@ -222,14 +225,71 @@ class Match:
         return self.score >= policy.confident
 
 
+class LandmarkIndex:
+    """Postings of a few works held in memory, sorted by hash: the lookup the catalogue answers
+    (for one candidate work's full landmarks, for tests and for benchmarks)."""
+
+    def __init__(self, works: Iterable[tuple[int, np.ndarray, np.ndarray]]) -> None:
+        parts = list(works)
+        hashes = np.concatenate([h for _, h, _ in parts]) if parts else np.empty(0, np.uint32)
+        numbers = [np.full(len(h), w, np.int64) for w, h, _ in parts]
+        times = [t.astype(np.int64) for _, _, t in parts]
+        order = np.argsort(hashes, kind="stable")
+        self.hashes = hashes[order]
+        self.works = np.concatenate(numbers)[order] if parts else np.empty(0, np.int64)
+        self.times = np.concatenate(times)[order] if parts else np.empty(0, np.int64)
+
+    def lookup(self, hashes: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        unique = np.unique(hashes)
+        left = np.searchsorted(self.hashes, unique, "left")
+        right = np.searchsorted(self.hashes, unique, "right")
+        return {
+            int(h): (self.works[a:b], self.times[a:b])
+            for h, a, b in zip(unique.tolist(), left.tolist(), right.tolist(), strict=True)
+            if b > a
+        }
+
+
+def match_catalogue(
+    hashes: np.ndarray,
+    times: np.ndarray,
+    lookup: Postings,
+    sampled_lookup: Postings,
+    sampling: int,
+    all_landmarks: Callable[[int], tuple[np.ndarray, np.ndarray] | None],
+    policy: MatchPolicy = MatchPolicy(),
+    limit: int = 5,
+) -> list[Match]:
+    """The works that the landmarks match, best first: works indexed in full (the reference
+    catalogue), and works indexed by a sample of one hash in ``sampling`` (published tracks),
+    each of which is judged on all of its landmarks (``all_landmarks``, None when the work is
+    gone) once its sample nominates it. A sample costs the index ``sampling`` times fewer
+    writes, and the verdict stands on as many landmarks as a fully indexed work's."""
+    found = match_landmarks(hashes, times, lookup, policy, limit)
+    sampled = sample_landmarks(hashes, times, sampling)
+    for nominee in match_landmarks(*sampled, sampled_lookup, policy, limit, floor=policy.nominate):
+        landmarks = all_landmarks(nominee.work)
+        if landmarks is not None:
+            index = LandmarkIndex([(nominee.work, *landmarks)])
+            found += match_landmarks(hashes, times, index.lookup, policy, 1)
+    best: dict[int, Match] = {}
+    for match in found:
+        if match.work not in best or match.score > best[match.work].score:
+            best[match.work] = match
+    return sorted(best.values(), key=lambda m: -m.score)[:limit]
+
+
 def match_landmarks(
     hashes: np.ndarray,
     times: np.ndarray,
     lookup: Postings,
     policy: MatchPolicy = MatchPolicy(),
     limit: int = 5,
+    *,
+    floor: int | None = None,
 ) -> list[Match]:
-    """The works that the landmarks match, best first, each scored by its densest window."""
+    """The works that the landmarks match, best first, each scored by its densest window; those
+    under ``floor`` aligned landmarks (the policy's weak match) are left out."""
     if not len(hashes):
         return []
     order = np.argsort(hashes, kind="stable")
@@ -260,6 +320,7 @@ def match_landmarks(
         np.concatenate(hash_parts),
         policy,
         limit,
+        policy.weak if floor is None else floor,
     )
 
 
@@ -270,6 +331,7 @@ def _best_alignments(
     query_hashes: np.ndarray,
     policy: MatchPolicy,
     limit: int,
+    floor: int,
 ) -> list[Match]:
     """For each candidate (work, offset), score its densest window by the number of *distinct*
     landmarks that agree: a drum loop repeating one landmark on every beat counts once, while
@@ -282,7 +344,7 @@ def _best_alignments(
     window = round(policy.window_s / FRAME_SECONDS)
     best: dict[int, Match] = {}
     for key, count in zip(candidates[order], counts[order], strict=True):
-        if count < policy.weak:
+        if count < floor:
             break
         work = int(key >> 32)
         bucket = int(key & 0xFFFFFFFF)
@@ -294,7 +356,7 @@ def _best_alignments(
         q = np.unique(query_times[aligned])
         distinct = _first_time_of_each_hash(query_times[aligned], query_hashes[aligned])
         score, start = _densest_window(distinct, window)
-        if score < policy.weak:
+        if score < floor:
             continue
         first, last = _region(
             q, int(np.searchsorted(q, distinct[start])), round(policy.gap_s / FRAME_SECONDS)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from botocore.exceptions import ClientError
 from trackflow.media import fingerprint, probe
 from trackflow.tasks.app import app
 from trackflow.tasks.runtime import object_cache
@@ -25,6 +26,7 @@ from trackflow.state.catalogue import (
 )
 
 __all__ = [
+    "all_landmarks",
     "catalogue_store",
     "fingerprint_work",
     "index_work_chunk",
@@ -61,6 +63,23 @@ def indexed_landmarks(work: Mapping[str, Any], landmarks: bytes) -> tuple[np.nda
     """The landmarks a work puts in the index: all of them, or the sample its record names (a
     published track's)."""
     return fingerprint.sample_landmarks(*unpack_landmarks(landmarks), work.get("sampling", 1))
+
+
+def all_landmarks(
+    work: Mapping[str, Any] | None, settings: Settings
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every landmark of a work that can still match (None if it is gone or has none stored)."""
+    if work is None or not work.get("landmarks_key"):
+        return None
+    try:
+        path = object_cache(settings).get(
+            aws.client("s3", settings), settings.media_bucket, work["landmarks_key"]
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
+            raise
+        return None  # the work's track was deleted while it was being compared
+    return unpack_landmarks(path.read_bytes())
 
 
 def _retrying(**options: Any) -> dict[str, Any]:

@@ -6,13 +6,19 @@ the queues); the workflow's shape is in ``workflow.py``.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
 
 from trackflow.media import artwork, fingerprint, loudness, probe, tags, transcode, waveform
 from trackflow.media.ffmpeg import LoudnessStats
-from trackflow.tasks.catalogue import catalogue_store, indexed_landmarks, start_indexing
+from trackflow.tasks.catalogue import (
+    all_landmarks,
+    catalogue_store,
+    indexed_landmarks,
+    start_indexing,
+)
 from trackflow.tasks.feeds import fan_out, feed_entry
 from trackflow.tasks.runtime import StepContext, StepResult, notify_outcome, step, track_store
 
@@ -147,7 +153,15 @@ def check_copyright(ctx: StepContext) -> StepResult:
     outputs = ctx.store([(FINGERPRINT_ARTIFACT, landmarks_path, "application/octet-stream")])
     catalogue = catalogue_store(s)
     policy = fingerprint.MatchPolicy()
-    matches = fingerprint.match_landmarks(hashes, times, catalogue.lookup, policy)
+    matches = fingerprint.match_catalogue(
+        hashes,
+        times,
+        catalogue.lookup,
+        functools.partial(catalogue.lookup, sampled=True),
+        s.track_index_sampling,
+        lambda number: all_landmarks(catalogue.works([number]).get(number), s),
+        policy,
+    )
     verdict = judge(matches, catalogue.works(m.work for m in matches), ctx.track["owner"], policy)
     record = {**verdict.as_record(), "checked_at": now_iso(), "landmarks": len(hashes)}
     store = track_store(s)

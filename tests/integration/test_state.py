@@ -173,6 +173,13 @@ def test_catalogue_indexes_in_chunks_finds_and_removes_works(settings: Settings)
         title="Mine", owner="bob", status=WorkStatus.INDEXING, track_id="t" * 32
     )
     assert first["work_id"] == again["work_id"]  # a published track joins once
+    # a published track's sample lives under keys of its own: each pass reads its own postings
+    track_work = catalogue.update(first["work_id"], sampling=16, chunks=1)
+    catalogue.index_chunk(track_work, hashes[:50], times[:50], 0, 1)
+    sampled = catalogue.lookup(hashes[:50], sampled=True)
+    assert set(sampled) == set(hashes[:50].tolist())
+    assert all(works.tolist() == [first["number"]] for works, _ in sampled.values())
+    assert all(first["number"] not in works for works, _ in catalogue.lookup(hashes).values())
     listed, _ = catalogue.list(owner="label")
     assert [w["work_id"] for w in listed] == [work["work_id"]]
     assert catalogue.remove(work["work_id"])["status"] == WorkStatus.REMOVED

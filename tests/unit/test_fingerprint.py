@@ -14,34 +14,10 @@ def _mono_11k(stereo: np.ndarray) -> np.ndarray:
     return resample_poly(stereo.mean(axis=1), 1, 4).astype(np.float32)
 
 
-class MemoryIndex:
-    """The catalogue's lookup, in memory: hash -> (work numbers, anchor times)."""
-
-    def __init__(self) -> None:
-        self._postings: dict[int, tuple[list[int], list[int]]] = {}
-
-    def add(self, work: int, hashes: np.ndarray, times: np.ndarray) -> None:
-        for h, t in zip(hashes.tolist(), times.tolist(), strict=True):
-            works, anchors = self._postings.setdefault(h, ([], []))
-            works.append(work)
-            anchors.append(t)
-
-    def lookup(self, hashes: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        return {
-            int(h): (np.array(self._postings[int(h)][0]), np.array(self._postings[int(h)][1]))
-            for h in hashes
-            if int(h) in self._postings
-        }
-
-
 @pytest.fixture(scope="module")
-def catalogue() -> tuple[MemoryIndex, dict[int, np.ndarray]]:
-    index, works = MemoryIndex(), {}
-    for number in range(1, 9):
-        pcm = _mono_11k(synthesise(40.0, seed=1000 + number))
-        works[number] = pcm
-        index.add(number, *fp.fingerprint([pcm]))
-    return index, works
+def catalogue() -> tuple[fp.LandmarkIndex, dict[int, np.ndarray]]:
+    works = {n: _mono_11k(synthesise(40.0, seed=1000 + n)) for n in range(1, 9)}
+    return fp.LandmarkIndex((n, *fp.fingerprint([pcm])) for n, pcm in works.items()), works
 
 
 def test_streaming_gives_the_same_landmarks_as_one_block():
@@ -110,11 +86,28 @@ def test_sampling_keeps_the_same_hashes_of_every_recording():
     assert fp.sample_landmarks(hashes, times, 1)[0] is hashes
 
 
-def test_a_sparsely_indexed_work_still_catches_a_whole_re_upload(catalogue):
+def test_a_sampled_work_is_nominated_and_judged_on_all_its_landmarks(catalogue):
     _, works = catalogue
-    sparse = MemoryIndex()
-    for number, pcm in works.items():
-        sparse.add(number, *fp.sample_landmarks(*fp.fingerprint([pcm]), 4))
-    quieter = (works[6] * 10 ** (-6 / 20)).astype(np.float32)
-    best = fp.match_landmarks(*fp.fingerprint([quieter]), sparse.lookup)[0]
-    assert best.work == 6 and best.is_confident(fp.MatchPolicy())
+    landmarks = {n: fp.fingerprint([pcm]) for n, pcm in works.items()}
+    sampled = fp.LandmarkIndex(
+        (n, *fp.sample_landmarks(h, t, 16)) for n, (h, t) in landmarks.items()
+    )
+    nothing = fp.LandmarkIndex([])
+    policy = fp.MatchPolicy()
+
+    def match(upload: np.ndarray, all_landmarks=landmarks.get) -> list[fp.Match]:
+        hashes, times = fp.fingerprint([upload])
+        return fp.match_catalogue(
+            hashes, times, nothing.lookup, sampled.lookup, 16, all_landmarks, policy
+        )
+
+    excerpt = (works[6][12 * 11_025 : 22 * 11_025] * 10 ** (-6 / 20)).astype(np.float32)
+    best = match(excerpt)[0]
+    assert best.work == 6 and best.is_confident(policy)
+    # as strong as against the full index: the verdict rests on all of the work's landmarks
+    full = fp.match_landmarks(*fp.fingerprint([excerpt]), catalogue[0].lookup)[0]
+    assert best.score == full.score
+    assert best.work_offset_s == pytest.approx(12.0, abs=0.5)
+    # a work gone from the catalogue (None) is not matched, and unrelated music nominates none
+    assert match(excerpt, lambda number: None) == []
+    assert match(_mono_11k(synthesise(30.0, seed=4242))) == []

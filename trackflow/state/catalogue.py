@@ -8,7 +8,9 @@ Layout (stays fast at 100,000 works: reads are batched by hash, nothing is ever 
   chunk twice changes nothing, and works indexed at once do not race.
 
 A published track's work is indexed sparsely (one hash in ``sampling``, chosen by hash value,
-recorded on the work so that removal takes out the same postings).
+recorded on the work so that removal takes out the same postings), under keys of their own
+(``SAMPLED`` + hash): a sample only nominates its work, which is then compared on all of its
+landmarks (``media.fingerprint.match_catalogue``), so each pass reads only its own postings.
 
 A work is indexed in chunks (its hashes split by value), each a small task of its own, so a
 three-hour recording is many bounded tasks rather than one long one.
@@ -47,6 +49,7 @@ KIND = "work"
 HASHES_PER_CHUNK = 4000
 _GET_BATCH = 100  # BatchGetItem's limit
 _POSTING = struct.Struct(">II")
+SAMPLED = 1 << 24  # added to the hash (23 bits) in the key of a sampled posting
 
 
 class WorkStatus(StrEnum):
@@ -220,9 +223,8 @@ class Catalogue:
         """Add (or delete) the postings of one chunk of a work's hashes; True once every chunk
         of an indexing work is in and the work became active."""
         chosen = hashes % chunks == chunk
-        self._update_postings(
-            work["number"], hashes[chosen], times[chosen], "DELETE" if remove else "ADD"
-        )
+        keys = hashes[chosen].astype(np.int64) + (SAMPLED if work.get("sampling", 1) > 1 else 0)
+        self._update_postings(work["number"], keys, times[chosen], "DELETE" if remove else "ADD")
         if remove:
             return False
         response = self._db.update_item(
@@ -246,10 +248,10 @@ class Catalogue:
         return False
 
     def _update_postings(
-        self, number: int, hashes: np.ndarray, times: np.ndarray, action: str
+        self, number: int, keys: np.ndarray, times: np.ndarray, action: str
     ) -> None:
         by_hash: dict[int, set[bytes]] = {}
-        for h, t in zip(hashes.tolist(), times.tolist(), strict=True):
+        for h, t in zip(keys.tolist(), times.tolist(), strict=True):
             by_hash.setdefault(h, set()).add(_POSTING.pack(number, t))
 
         def update(item: tuple[int, set[bytes]]) -> None:
@@ -271,9 +273,13 @@ class Catalogue:
         with ThreadPoolExecutor(self._threads) as pool:
             list(pool.map(update, by_hash.items()))
 
-    def lookup(self, hashes: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Postings of each hash that has any: (work numbers, anchor times)."""
-        values = [int(h) for h in np.unique(hashes)]
+    def lookup(
+        self, hashes: np.ndarray, *, sampled: bool = False
+    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Postings of each hash that has any: (work numbers, anchor times); of fully indexed
+        works, or of ``sampled`` ones."""
+        base = SAMPLED if sampled else 0
+        values = [int(h) + base for h in np.unique(hashes)]
         batches = [
             [{"hash": {"N": str(v)}} for v in values[start : start + _GET_BATCH]]
             for start in range(0, len(values), _GET_BATCH)
@@ -286,7 +292,7 @@ class Catalogue:
                         continue
                     raw = b"".join(item["p"]["BS"])
                     pairs = np.frombuffer(raw, dtype=">u4").reshape(-1, 2)
-                    result[int(item["hash"]["N"])] = (
+                    result[int(item["hash"]["N"]) - base] = (
                         pairs[:, 0].astype(np.int64),
                         pairs[:, 1].astype(np.int64),
                     )
