@@ -1,6 +1,7 @@
 """A worker's local copy of S3 objects, shared by its processes.
 
-Several steps of one track read the same upload; on one host it is downloaded once. Entries are
+Several steps of one track read the same upload; on one host it is downloaded once, and what a
+step stores is kept for the steps after it (the encodes read the normalised master). Entries are
 named by bucket, key and ETag, so a changed object is a new entry; downloads land under a
 temporary name and appear whole, under a lock that keeps two processes from fetching the same
 object at once. The oldest entries go when the cache outgrows its budget.
@@ -35,12 +36,30 @@ class ObjectCache:
         self.max_bytes = max_bytes
         self.root.mkdir(parents=True, exist_ok=True)
 
+    def _path(self, bucket: str, key: str, etag: str) -> Path:
+        name = hashlib.sha256(f"{bucket}\0{key}\0{etag.strip(chr(34))}".encode()).hexdigest()
+        return self.root / name
+
+    def adopt(self, source: Path, bucket: str, key: str, etag: str) -> None:
+        """Keep a file just stored as that object (a hard link: no copy), unless it is here."""
+        path = self._path(bucket, key, etag)
+        if path.exists():
+            return
+        partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+        partial.unlink(missing_ok=True)  # left by a process that died here
+        try:
+            os.link(source, partial)
+        except OSError:
+            return  # another file system: the object is downloaded when asked for
+        os.replace(partial, path)
+        self._evict(keep=path)
+
     def get(self, s3: Any, bucket: str, key: str, etag: str | None = None) -> Path:
         """A local path holding the object; downloaded unless already here."""
         if etag is None:
             etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
-        name = hashlib.sha256(f"{bucket}\0{key}\0{etag.strip(chr(34))}".encode()).hexdigest()
-        path = self.root / name
+        path = self._path(bucket, key, etag)
+        name = path.name
         if path.exists():
             os.utime(path)
             return path

@@ -111,9 +111,13 @@ class StepContext:
 
     def store(self, files: Iterable[tuple[str, Path, str]]) -> dict[str, str]:
         """Upload (artifact name, path, content type) triples concurrently; returns their URIs."""
+        bucket = self.settings.media_bucket
         named = [(name, aws.S3Upload(path, self.key(name), ctype)) for name, path, ctype in files]
-        aws.put_files(self.settings.media_bucket, [u for _, u in named], self.settings)
-        return {name: aws.s3_uri(self.settings.media_bucket, u.key) for name, u in named}
+        etags = aws.put_files(bucket, [u for _, u in named], self.settings)
+        cache = object_cache(self.settings)
+        for _, upload in named:  # later steps on this host read it without a download
+            cache.adopt(upload.path, bucket, upload.key, etags[upload.key])
+        return {name: aws.s3_uri(bucket, u.key) for name, u in named}
 
     def artifact(self, name: str) -> Path:
         """A stored artifact of this track (from an earlier step), as a local file."""

@@ -85,15 +85,17 @@ class S3Upload:
 SMALL_OBJECT_BYTES = 8 * 1024 * 1024
 
 
-def put_files(bucket: str, uploads: Iterable[S3Upload], settings: Settings | None = None) -> None:
+def put_files(
+    bucket: str, uploads: Iterable[S3Upload], settings: Settings | None = None
+) -> dict[str, str]:
     """Upload many files at once: small ones concurrently (aiobotocore) rather than one round
-    trip after another, large ones by multipart upload with bounded memory."""
+    trip after another, large ones by multipart upload with bounded memory. Returns each key's
+    ETag."""
     settings = settings or get_settings()
     uploads = list(uploads)
     small = [u for u in uploads if u.path.stat().st_size <= SMALL_OBJECT_BYTES]
     large = [u for u in uploads if u not in small]
-    if small:
-        _async_s3(settings, os.getpid()).put_all(bucket, small)
+    etags = _async_s3(settings, os.getpid()).put_all(bucket, small) if small else {}
     s3 = client("s3", settings)
     for upload in large:
         s3.upload_file(
@@ -102,6 +104,8 @@ def put_files(bucket: str, uploads: Iterable[S3Upload], settings: Settings | Non
             upload.key,
             ExtraArgs={"ContentType": upload.content_type, "CacheControl": upload.cache_control},
         )
+        etags[upload.key] = s3.head_object(Bucket=bucket, Key=upload.key)["ETag"]
+    return etags
 
 
 class _AsyncS3:
@@ -132,21 +136,22 @@ class _AsyncS3:
     def _run(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
-    def put_all(self, bucket: str, uploads: list[S3Upload]) -> None:
-        async def put(upload: S3Upload) -> None:
+    def put_all(self, bucket: str, uploads: list[S3Upload]) -> dict[str, str]:
+        async def put(upload: S3Upload) -> tuple[str, str]:
             async with self._limit:
-                await self._s3.put_object(
+                response = await self._s3.put_object(
                     Bucket=bucket,
                     Key=upload.key,
                     Body=upload.path.read_bytes(),
                     ContentType=upload.content_type,
                     CacheControl=upload.cache_control,
                 )
+                return upload.key, response["ETag"]
 
-        async def put_every() -> None:
-            await asyncio.gather(*(put(u) for u in uploads))
+        async def put_every() -> dict[str, str]:
+            return dict(await asyncio.gather(*(put(u) for u in uploads)))
 
-        self._run(put_every())
+        return self._run(put_every())
 
 
 @functools.cache

@@ -9,6 +9,7 @@ import uuid
 
 import numpy as np
 import pytest
+from trackflow.tasks.cache import ObjectCache
 
 from tests.support.stack import emails_to
 from trackflow import aws
@@ -257,14 +258,33 @@ def test_put_files_stores_small_and_large_files_whole(settings: Settings, tmp_pa
         path = tmp_path / f"f{n}"
         path.write_bytes(bytes([n]) * size)
         files.append(aws.S3Upload(path, f"{prefix}/f{n}", "application/octet-stream"))
-    aws.put_files(settings.media_bucket, files[:2], settings)
-    aws.put_files(settings.media_bucket, files[2:], settings)
+    etags = aws.put_files(settings.media_bucket, files[:2], settings)
+    etags |= aws.put_files(settings.media_bucket, files[2:], settings)
     s3 = aws.client("s3", settings)
     for upload in files:
         stored = s3.get_object(Bucket=settings.media_bucket, Key=upload.key)
         assert stored["Body"].read() == upload.path.read_bytes()
         assert stored["ContentType"] == "application/octet-stream"
         assert stored["CacheControl"] == upload.cache_control
+        assert stored["ETag"] == etags[upload.key]
+
+
+def test_a_stored_file_is_read_back_from_the_cache_and_a_changed_object_is_not(
+    settings: Settings, tmp_path
+):
+    cache = ObjectCache(tmp_path / "cache", max_bytes=1 << 20)
+    master = tmp_path / "work" / "normalised.flac"
+    master.parent.mkdir()
+    master.write_bytes(b"master" * 1000)
+    upload = aws.S3Upload(master, f"cache/{uuid.uuid4().hex}", "audio/flac")
+    etags = aws.put_files(settings.media_bucket, [upload], settings)
+    cache.adopt(master, settings.media_bucket, upload.key, etags[upload.key])
+    master.unlink()  # the step's folder goes; the cache keeps its link
+    s3 = aws.client("s3", settings)
+    kept = cache.get(s3, settings.media_bucket, upload.key)
+    assert kept.read_bytes() == b"master" * 1000
+    s3.put_object(Bucket=settings.media_bucket, Key=upload.key, Body=b"redone")
+    assert cache.get(s3, settings.media_bucket, upload.key).read_bytes() == b"redone"
 
 
 def test_the_emulator_applies_each_dynamodb_request_whole_under_concurrency(settings: Settings):
