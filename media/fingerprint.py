@@ -231,13 +231,12 @@ class LandmarkIndex:
 
     def __init__(self, works: Iterable[tuple[int, np.ndarray, np.ndarray]]) -> None:
         parts = list(works)
-        hashes = np.concatenate([h for _, h, _ in parts]) if parts else np.empty(0, np.uint32)
-        numbers = [np.full(len(h), w, np.int64) for w, h, _ in parts]
-        times = [t.astype(np.int64) for _, _, t in parts]
+        none = np.empty(0, np.int64)
+        hashes = np.concatenate([h.astype(np.int64) for _, h, _ in parts] or [none])
+        numbers = np.concatenate([np.full(len(h), w, np.int64) for w, h, _ in parts] or [none])
+        times = np.concatenate([t.astype(np.int64) for _, _, t in parts] or [none])
         order = np.argsort(hashes, kind="stable")
-        self.hashes = hashes[order]
-        self.works = np.concatenate(numbers)[order] if parts else np.empty(0, np.int64)
-        self.times = np.concatenate(times)[order] if parts else np.empty(0, np.int64)
+        self.hashes, self.works, self.times = hashes[order], numbers[order], times[order]
 
     def lookup(self, hashes: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         unique = np.unique(hashes)

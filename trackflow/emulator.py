@@ -255,17 +255,19 @@ class _WholeObjectChecksums:
             return lambda data: None  # moto never writes through this
 
         result = self._app(environ, hold)
+        headers = answer["headers"]
+        if not answer["status"].startswith("200") or all(
+            k.lower() != self._HEADER for k, _ in headers
+        ):
+            start_response(answer["status"], headers, answer["exc_info"])
+            return result  # nothing to recompute: streamed as moto answers it
         try:
             body = b"".join(result)
         finally:
             if hasattr(result, "close"):
                 result.close()
-        headers = answer["headers"]
-        if answer["status"].startswith("200") and any(
-            k.lower() == self._HEADER for k, _ in headers
-        ):
-            crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
-            headers = [(k, crc if k.lower() == self._HEADER else v) for k, v in headers]
+        crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+        headers = [(k, crc if k.lower() == self._HEADER else v) for k, v in headers]
         start_response(answer["status"], headers, answer["exc_info"])
         return [body]
 
