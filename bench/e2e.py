@@ -5,7 +5,11 @@ A batch of generated tracks (tagged, with cover art) is processed twice in one r
 1. bare: the media core of every step called directly, one track per process, in a pool of as
    many processes as cores; no Celery, SQS, S3 or DynamoDB;
 2. the system: `trackflow up` on the embedded emulator, every track uploaded at once through
-   presigned URLs, timed until the last is published.
+   presigned URLs, timed until the last is published;
+3. bare again. A shared virtual machine's cores change speed from minute to minute (the same
+   bare work took 70 s in one run and 88 s in the next, measured here), so the system is
+   compared with the mean of the bare runs either side of it, and the bench prints both, and
+   the share of the cores the hypervisor took (steal) in each phase.
 
 Before the batch, one longer track on the idle stack (after a short warm-up track, as a stack
 in service would have run) gives the critical path (the longest chain of step
@@ -53,14 +57,31 @@ def bare_track(track: str) -> dict[str, tuple[float, float]]:
 
 def bare(
     tracks: list[Path], cores: int
-) -> tuple[float, float, list[dict[str, tuple[float, float]]]]:
-    """Wall seconds, CPU seconds (the pool's processes and their ffmpeg) and each track's steps."""
+) -> tuple[float, float, list[dict[str, tuple[float, float]]], float]:
+    """Wall seconds, CPU seconds (the pool's processes and their ffmpeg), each track's steps
+    and the share of the cores stolen meanwhile."""
+    clock = cpu_clock()
     started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with ProcessPoolExecutor(cores) as pool:
         steps = list(pool.map(bare_track, map(str, tracks)))
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool has exited and been reaped
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return time.perf_counter() - started, cpu, steps
+    return time.perf_counter() - started, cpu, steps, steal_share(clock, cpu_clock())
+
+
+def cpu_clock() -> tuple[int, int]:
+    """The host's (steal, total) CPU time so far, in ticks; (0, 0) where /proc/stat is missing."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    return fields[7] if len(fields) > 7 else 0, sum(fields[:8])
+
+
+def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the cores the hypervisor gave to others between two ``cpu_clock()``s."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else 0.0
 
 
 def _free_port() -> int:
@@ -173,10 +194,12 @@ def _upload_and_follow(client: Any, path: Path, poll_s: float) -> tuple[dict, fl
 
 def system(
     tracks: list[Path], probe: Path, warm_up: Path, cores: int
-) -> tuple[float, list[tuple[dict, float]], tuple[dict, float], dict[str, float], float, float]:
+) -> tuple[
+    float, list[tuple[dict, float]], tuple[dict, float], dict[str, float], float, float, float
+]:
     """The batch's wall time, its tracks, the probe, each role's CPU seconds from the batch's
-    upload until its background work was done too, how long that was, and how long the
-    background work went on after the last publication.
+    upload until its background work was done too, how long that was, how long the
+    background work went on after the last publication, and the share of the cores stolen.
 
     Each phase starts on a quiet stack: the work that follows a publication (the catalogue
     joining the track) of one phase is not charged to the next."""
@@ -201,6 +224,7 @@ def system(
         wait_until_quiet(settings)
         print(f"  the batch: {len(tracks)} tracks at once", file=sys.stderr)
         cpu_before = {role: _cpu_seconds(p) for role, p in roles.items()}
+        clock = cpu_clock()
         started, started_at = time.perf_counter(), time.time()
         with ThreadPoolExecutor(len(tracks)) as uploads:
             batch = list(uploads.map(lambda p: _upload_and_follow(client, p, 2.0), tracks))
@@ -208,7 +232,8 @@ def system(
         followed = time.perf_counter() - started
         wall = max(_when(track["finished_at"]) for track, _ in batch) - started_at
         cpu = {role: _cpu_seconds(p) - cpu_before[role] for role, p in roles.items()}
-        return wall, batch, alone, cpu, followed, time.time() - started_at - wall
+        stolen = steal_share(clock, cpu_clock())
+        return wall, batch, alone, cpu, followed, time.time() - started_at - wall, stolen
     finally:
         stack.stop()
 
@@ -255,11 +280,16 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
     warm_up = make_inputs(scratch / "warm-up", 0.25, seed=998)[0]
 
     print(f"bare: {args.tracks} tracks in a pool of {cores} processes…", file=sys.stderr)
-    bare_wall, bare_cpu, bare_steps = bare(tracks, cores)
+    before = bare(tracks, cores)
     print("the system: trackflow up…", file=sys.stderr)
-    wall, batch, (alone, alone_latency), cpu, followed, background = system(
+    wall, batch, (alone, alone_latency), cpu, followed, background, stolen = system(
         tracks, probe, warm_up, cores
     )
+    print("bare again…", file=sys.stderr)
+    after = bare(tracks, cores)
+    bare_wall = statistics.mean((before[0], after[0]))
+    bare_cpu = statistics.mean((before[1], after[1]))
+    bare_steps = before[2] + after[2]
     # each role's share of the cores while the batch was followed: where the time went
     shares = {kind: seconds / (followed * cores) for kind, seconds in cpu.items()}
 
@@ -273,12 +303,19 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
     ratio = wall / bare_wall
     print(f"\n{args.tracks} tracks × {args.minutes:g} min on {cores} cores\n")
     print(f"{'':<38}{'seconds':>10}")
-    print(f"{'bare media work (pool of ' + str(cores) + ')':<38}{bare_wall:>10.1f}")
+    print(
+        f"{'bare media work (pool of ' + str(cores) + ')':<38}{bare_wall:>10.1f}"
+        f"  (before {before[0]:.1f}, after {after[0]:.1f})"
+    )
     print(f"{'whole system, upload to last published':<38}{wall:>10.1f}")
     print(f"{'ratio system / bare':<38}{ratio:>10.2f}  goal <= 1.15: {_met(ratio <= 1.15)}")
     print(f"{'latency p50 (upload to published)':<38}{_percentile(latencies, 50):>10.1f}")
     print(f"{'latency p95':<38}{_percentile(latencies, 95):>10.1f}")
     print(f"{'background work after the last publish':<38}{background:>10.1f}  (catalogue joins)")
+    print(
+        f"{'cores stolen by the hypervisor':<38}{stolen:>10.1%}"
+        f"  (bare before {before[3]:.1%}, after {after[3]:.1%})"
+    )
     print(
         "\nCPU from the batch's upload until its background work was done too "
         f"({followed:.0f} s on {cores} cores)\n"
@@ -360,6 +397,12 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
                 "minutes": args.minutes,
                 "cores": cores,
                 "bare_wall_s": round(bare_wall, 2),
+                "bare_wall_before_after_s": [round(before[0], 2), round(after[0], 2)],
+                "steal_share": {
+                    "bare_before": round(before[3], 3),
+                    "system": round(stolen, 3),
+                    "bare_after": round(after[3], 3),
+                },
                 "system_wall_s": round(wall, 2),
                 "ratio": round(ratio, 3),
                 "latency_p50_s": round(_percentile(latencies, 50), 2),
