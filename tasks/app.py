@@ -68,7 +68,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "is_secure": endpoint is None or endpoint.scheme == "https",
             "predefined_queues": predefined,
             "wait_time_seconds": settings.broker_wait_time_s,
-            "polling_interval": 0.1,
+            # With long polls, a poll comes back empty only after wait_time_seconds; what this
+            # paces is the check for a free slot while every one is busy. A step that launches
+            # the next stage holds its slot until it is acknowledged, so the last of the
+            # stage's steps waited for that check: 0.08 s on average at 0.1 (measured).
+            "polling_interval": 0.01,
         },
         "broker_connection_retry_on_startup": True,
         # A step's outcome lives in its track's record, and stages join there too (see
