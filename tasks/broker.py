@@ -41,7 +41,7 @@ class _TolerantAsyncSQSConnection(AsyncSQSConnection):
         return super()._on_list_ready(parent, markers, operation, response)
 
 
-_clients: dict[tuple[Any, ...], Any] = {}
+_clients: dict[tuple[Any, ...], tuple[tuple[str | None, ...], Any]] = {}
 
 
 class Channel(SQS.Channel):
@@ -52,20 +52,14 @@ class Channel(SQS.Channel):
         secret_access_key: str | None,
         session_token: str | None = None,
     ) -> Any:
-        # by process too: a client's connection pool must not cross a fork
-        key = (
-            os.getpid(),
-            self.endpoint_url,
-            region,
-            access_key_id,
-            secret_access_key,
-            session_token,
-        )
-        if key not in _clients:
-            _clients[key] = super().new_sqs_client(
-                region, access_key_id, secret_access_key, session_token
-            )
-        return _clients[key]
+        # by process too: a client's connection pool must not cross a fork; new credentials
+        # (an assumed role's, renewed) replace the client rather than pile up beside it
+        where = (os.getpid(), self.endpoint_url, region)
+        credentials = (access_key_id, secret_access_key, session_token)
+        if where not in _clients or _clients[where][0] != credentials:
+            client = super().new_sqs_client(region, *credentials)
+            _clients[where] = (credentials, client)
+        return _clients[where][1]
 
     def asynsqs(self, queue: str | None = None) -> AsyncSQSConnection:
         connection = super().asynsqs(queue)
