@@ -4,8 +4,10 @@ build one SQS client per process rather than one per queue.
 kombu 5.7 reads a ReceiveMessage answered with a 5xx as ``[]`` and then calls ``.get`` on it,
 and raises on a throttled one; either way the exception reaches the worker's event loop and
 the worker dies ("Unrecoverable error"), found here by the chaos suite's fault-injecting proxy.
-This transport reads both as "no messages this time": the next long poll asks again. Any other
-error still raises, so a misconfigured queue or missing permission stays loud.
+This transport reads both as "no messages this time": the next long poll asks again, after a
+pause that doubles with each failed receive in a row (up to 5 s), so that a struggling SQS is
+not asked a hundred times a second. Any other error still raises, so a misconfigured queue or
+missing permission stays loud.
 
 kombu builds a boto3 client for each predefined queue the first time a process sends to it or
 reads from it, and building one loads the SQS service model: 0.08-0.2 s, measured, which the
@@ -31,13 +33,22 @@ log = get_logger(__name__)
 _THROTTLED = (b"Throttl", b"RequestThrottled", b"OverLimit", b"SlowDown")
 
 
+_MAX_RECEIVE_BACKOFF_S = 5.0
+
+
 class _TolerantAsyncSQSConnection(AsyncSQSConnection):
+    failed_receives = 0  # receives in a row that SQS answered with a 5xx or a throttle
+
     def _on_list_ready(self, parent: Any, markers: Any, operation: str, response: Any) -> Any:
-        if response.status != self.STATUS_CODE_OK and operation == "ReceiveMessage":
-            body = response.read() or b""
-            if response.status >= 500 or any(marker in body for marker in _THROTTLED):
-                log.warning("sqs_receive_failed", status=response.status, body=body[:200])
-                return {}
+        if operation == "ReceiveMessage":
+            if response.status != self.STATUS_CODE_OK:
+                body = response.read() or b""
+                if response.status >= 500 or any(marker in body for marker in _THROTTLED):
+                    self.failed_receives += 1
+                    log.warning("sqs_receive_failed", status=response.status, body=body[:200])
+                    return {}
+            else:
+                self.failed_receives = 0
         return super()._on_list_ready(parent, markers, operation, response)
 
 
@@ -60,6 +71,14 @@ class Channel(SQS.Channel):
             client = super().new_sqs_client(region, *credentials)
             _clients[where] = (credentials, client)
         return _clients[where][1]
+
+    def _loop1(self, queue: str, messages_fetched: Any = None) -> None:
+        failed = getattr(self.asynsqs(self.canonical_queue_name(queue)), "failed_receives", 0)
+        if failed:
+            pause = min(_MAX_RECEIVE_BACKOFF_S, 0.1 * 2**failed)
+            self.hub.call_later(pause, self._schedule_queue, queue)
+            return
+        super()._loop1(queue, messages_fetched)
 
     def asynsqs(self, queue: str | None = None) -> AsyncSQSConnection:
         connection = super().asynsqs(queue)

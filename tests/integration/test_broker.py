@@ -8,7 +8,7 @@ import os
 from trackflow.tasks import broker
 from trackflow.tasks.app import app
 
-from trackflow.settings import Settings
+from trackflow.settings import Lane, Settings, WorkerGroup
 
 
 def test_one_sqs_client_serves_every_queue_and_warm_up_builds_it(settings: Settings):
@@ -27,3 +27,46 @@ def test_one_sqs_client_serves_every_queue_and_warm_up_builds_it(settings: Setti
         )
         assert sum(where[0] == os.getpid() for where in broker._clients) == 1
         channel.new_sqs_client(settings.region, *credentials)
+
+
+class _Hub:
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+
+    def call_later(self, delay: float, callback: object, *args: object) -> None:
+        self.pauses.append(delay)
+
+    def call_soon(self, callback: object, *args: object) -> None:
+        self.pauses.append(0.0)
+
+
+class _Answer:
+    def __init__(self, status: int, body: bytes = b"") -> None:
+        self.status, self.body = status, body
+
+    def read(self) -> bytes:
+        return self.body
+
+
+def test_failed_receives_are_read_as_empty_and_asked_again_after_a_growing_pause(
+    settings: Settings,
+):
+    from kombu.asynchronous import Hub, set_event_loop
+
+    queue = settings.queue(WorkerGroup.CPU, Lane.STANDARD)
+    loop = Hub()
+    set_event_loop(loop)  # the async client's; the pauses are asked of the recording hub
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        channel.hub = hub = _Hub()
+        sqs = channel.asynsqs(queue)
+        answers = [_Answer(503), _Answer(400, b"<Code>ThrottlingException</Code>")] * 4
+        for answer in answers:
+            assert sqs._on_list_ready(None, [], "ReceiveMessage", answer) == {}
+            channel._loop1(queue, 0)
+        assert hub.pauses == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]
+        sqs.failed_receives = 0  # a good answer resets the count
+        channel._loop1(queue, 0)
+        assert hub.pauses[-1] == app.conf.broker_transport_options["polling_interval"]
+    loop.close()
+    set_event_loop(None)
