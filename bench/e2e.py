@@ -34,7 +34,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 
@@ -55,18 +55,22 @@ def bare_track(track: str) -> dict[str, tuple[float, float]]:
         return took
 
 
-def bare(
-    tracks: list[Path], cores: int
-) -> tuple[float, float, list[dict[str, tuple[float, float]]], float]:
-    """Wall seconds, CPU seconds (the pool's processes and their ffmpeg), each track's steps
-    and the share of the cores stolen meanwhile."""
+class BareRun(NamedTuple):
+    wall_s: float
+    cpu_s: float  # the pool's processes and their ffmpeg
+    steps: list[dict[str, tuple[float, float]]]  # per track: each step's wall and CPU seconds
+    steal: float  # the share of the cores the hypervisor gave to others meanwhile
+
+
+def bare(tracks: list[Path], cores: int) -> BareRun:
+    """The media work of every track in a pool of ``cores`` processes."""
     clock = cpu_clock()
     started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with ProcessPoolExecutor(cores) as pool:
         steps = list(pool.map(bare_track, map(str, tracks)))
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool has exited and been reaped
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return time.perf_counter() - started, cpu, steps, steal_share(clock, cpu_clock())
+    return BareRun(time.perf_counter() - started, cpu, steps, steal_share(clock, cpu_clock()))
 
 
 def cpu_clock() -> tuple[int, int]:
@@ -287,9 +291,9 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
     )
     print("bare again…", file=sys.stderr)
     after = bare(tracks, cores)
-    bare_wall = statistics.mean((before[0], after[0]))
-    bare_cpu = statistics.mean((before[1], after[1]))
-    bare_steps = before[2] + after[2]
+    bare_wall = statistics.mean((before.wall_s, after.wall_s))
+    bare_cpu = statistics.mean((before.cpu_s, after.cpu_s))
+    bare_steps = before.steps + after.steps
     # each role's share of the cores while the batch was followed: where the time went
     shares = {kind: seconds / (followed * cores) for kind, seconds in cpu.items()}
 
@@ -305,7 +309,7 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
     print(f"{'':<38}{'seconds':>10}")
     print(
         f"{'bare media work (pool of ' + str(cores) + ')':<38}{bare_wall:>10.1f}"
-        f"  (before {before[0]:.1f}, after {after[0]:.1f})"
+        f"  (before {before.wall_s:.1f}, after {after.wall_s:.1f})"
     )
     print(f"{'whole system, upload to last published':<38}{wall:>10.1f}")
     print(f"{'ratio system / bare':<38}{ratio:>10.2f}  goal <= 1.15: {_met(ratio <= 1.15)}")
@@ -314,7 +318,7 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
     print(f"{'background work after the last publish':<38}{background:>10.1f}  (catalogue joins)")
     print(
         f"{'cores stolen by the hypervisor':<38}{stolen:>10.1%}"
-        f"  (bare before {before[3]:.1%}, after {after[3]:.1%})"
+        f"  (bare before {before.steal:.1%}, after {after.steal:.1%})"
     )
     print(
         "\nCPU from the batch's upload until its background work was done too "
@@ -397,11 +401,11 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
                 "minutes": args.minutes,
                 "cores": cores,
                 "bare_wall_s": round(bare_wall, 2),
-                "bare_wall_before_after_s": [round(before[0], 2), round(after[0], 2)],
+                "bare_wall_before_after_s": [round(before.wall_s, 2), round(after.wall_s, 2)],
                 "steal_share": {
-                    "bare_before": round(before[3], 3),
+                    "bare_before": round(before.steal, 3),
                     "system": round(stolen, 3),
-                    "bare_after": round(after[3], 3),
+                    "bare_after": round(after.steal, 3),
                 },
                 "system_wall_s": round(wall, 2),
                 "ratio": round(ratio, 3),

@@ -31,8 +31,6 @@ __all__ = ["Transport", "warm_up"]
 log = get_logger(__name__)
 
 _THROTTLED = (b"Throttl", b"RequestThrottled", b"OverLimit", b"SlowDown")
-
-
 _MAX_RECEIVE_BACKOFF_S = 5.0
 
 
@@ -73,7 +71,7 @@ class Channel(SQS.Channel):
         return _clients[where][1]
 
     def _loop1(self, queue: str, messages_fetched: Any = None) -> None:
-        failed = getattr(self.asynsqs(self.canonical_queue_name(queue)), "failed_receives", 0)
+        failed = self.asynsqs(self.canonical_queue_name(queue)).failed_receives
         if failed:
             pause = min(_MAX_RECEIVE_BACKOFF_S, 0.1 * 2**failed)
             self.hub.call_later(pause, self._schedule_queue, queue)
