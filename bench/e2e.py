@@ -196,14 +196,21 @@ def _upload_and_follow(client: Any, path: Path, poll_s: float) -> tuple[dict, fl
     return track | {"bench_uploaded_at": uploaded_at}, _when(track["finished_at"]) - uploaded_at
 
 
-def system(
-    tracks: list[Path], probe: Path, warm_up: Path, cores: int
-) -> tuple[
-    float, list[tuple[dict, float]], tuple[dict, float], dict[str, float], float, float, float
-]:
-    """The batch's wall time, its tracks, the probe, each role's CPU seconds from the batch's
-    upload until its background work was done too, how long that was, how long the
-    background work went on after the last publication, and the share of the cores stolen.
+class SystemRun(NamedTuple):
+    wall_s: float  # the batch: upload to last published
+    batch: list[tuple[dict, float]]  # each track's record and upload-to-published seconds
+    probe: tuple[dict, float]  # the probe track alone on the idle stack
+    cpu: dict[str, float]  # each role's CPU seconds from the batch's upload until its
+    # background work was done too
+    followed_s: float  # how long that was
+    background_s: float  # how long the background work went on after the last publication
+    steal: float  # the share of the cores the hypervisor gave to others meanwhile
+    emulator: dict[tuple[str, str], tuple[float, int]]  # its CPU seconds and requests in that
+    # time, by caller and operation (empty when the emulator is not ours)
+
+
+def system(tracks: list[Path], probe: Path, warm_up: Path, cores: int) -> SystemRun:
+    """The batch, and the probe before it.
 
     Each phase starts on a quiet stack: the work that follows a publication (the catalogue
     joining the track) of one phase is not charged to the next."""
@@ -227,6 +234,7 @@ def system(
         alone = _upload_and_follow(client, probe, poll_s=1.0)
         wait_until_quiet(settings)
         print(f"  the batch: {len(tracks)} tracks at once", file=sys.stderr)
+        emulator_before = _emulator_cpu(stack)
         cpu_before = {role: _cpu_seconds(p) for role, p in roles.items()}
         clock = cpu_clock()
         started, started_at = time.perf_counter(), time.time()
@@ -237,9 +245,41 @@ def system(
         wall = max(_when(track["finished_at"]) for track, _ in batch) - started_at
         cpu = {role: _cpu_seconds(p) - cpu_before[role] for role, p in roles.items()}
         stolen = steal_share(clock, cpu_clock())
-        return wall, batch, alone, cpu, followed, time.time() - started_at - wall, stolen
+        emulator = _emulator_cpu(stack)
+        for key, (seconds, requests) in emulator_before.items():
+            emulator[key] = (emulator[key][0] - seconds, emulator[key][1] - requests)
+        background = time.time() - started_at - wall
+        return SystemRun(wall, batch, alone, cpu, followed, background, stolen, emulator)
     finally:
         stack.stop()
+
+
+def _emulator_cpu(stack: Any) -> dict[tuple[str, str], tuple[float, int]]:
+    from trackflow.emulator import cpu_by_caller
+
+    if not stack.embedded:
+        return {}
+    return {
+        (row["caller"], row["operation"]): (row["cpu_s"], row["requests"])
+        for row in cpu_by_caller(stack.settings.endpoint_url)
+    }
+
+
+def emulator_by_caller(
+    rows: dict[tuple[str, str], tuple[float, int]],
+) -> list[tuple[str, float, str, float, int]]:
+    """Per caller, most first: its CPU seconds in the emulator, and its costliest operation's
+    name, CPU seconds and requests."""
+    callers: dict[str, list[tuple[float, int, str]]] = {}
+    for (caller, operation), (seconds, requests) in rows.items():
+        callers.setdefault(caller.removeprefix("trackflow-"), []).append(
+            (seconds, requests, operation)
+        )
+    summary = []
+    for caller, operations in callers.items():
+        seconds, requests, operation = max(operations)
+        summary.append((caller, sum(o[0] for o in operations), operation, seconds, requests))
+    return sorted(summary, key=lambda row: -row[1])
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -286,9 +326,10 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
     print(f"bare: {args.tracks} tracks in a pool of {cores} processes…", file=sys.stderr)
     before = bare(tracks, cores)
     print("the system: trackflow up…", file=sys.stderr)
-    wall, batch, (alone, alone_latency), cpu, followed, background, stolen = system(
-        tracks, probe, warm_up, cores
-    )
+    measured = system(tracks, probe, warm_up, cores)
+    wall, batch, cpu = measured.wall_s, measured.batch, measured.cpu
+    followed, background = measured.followed_s, measured.background_s
+    alone, alone_latency = measured.probe
     print("bare again…", file=sys.stderr)
     after = bare(tracks, cores)
     bare_wall = statistics.mean((before.wall_s, after.wall_s))
@@ -317,7 +358,7 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
     print(f"{'latency p95':<38}{_percentile(latencies, 95):>10.1f}")
     print(f"{'background work after the last publish':<38}{background:>10.1f}  (catalogue joins)")
     print(
-        f"{'cores stolen by the hypervisor':<38}{stolen:>10.1%}"
+        f"{'cores stolen by the hypervisor':<38}{measured.steal:>10.1%}"
         f"  (bare before {before.steal:.1%}, after {after.steal:.1%})"
     )
     print(
@@ -334,6 +375,12 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
             for name, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
                 if name.startswith("worker"):
                     print(f"{'  ' + name + ' (CPU seconds)':<38}{seconds:>10.1f}")
+        if role == "emulator":
+            for caller, seconds, operation, op_s, requests in emulator_by_caller(measured.emulator):
+                print(
+                    f"{'  asked by ' + caller:<38}{seconds:>10.1f}"
+                    f"  most in {operation}: {op_s:.1f} s, {requests} requests"
+                )
     # what stays on the worker hosts on AWS, where the emulator's share is AWS's
     print(f"{'CPU seconds, bare media work':<38}{bare_cpu:>10.1f}")
     print(f"{'CPU seconds, workers':<38}{worker_cpu:>10.1f}  ratio {worker_cpu / bare_cpu:.2f}")
@@ -404,7 +451,7 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
                 "bare_wall_before_after_s": [round(before.wall_s, 2), round(after.wall_s, 2)],
                 "steal_share": {
                     "bare_before": round(before.steal, 3),
-                    "system": round(stolen, 3),
+                    "system": round(measured.steal, 3),
                     "bare_after": round(after.steal, 3),
                 },
                 "system_wall_s": round(wall, 2),
@@ -412,6 +459,10 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
                 "latency_p50_s": round(_percentile(latencies, 50), 2),
                 "latency_p95_s": round(_percentile(latencies, 95), 2),
                 "cpu_shares": {role: round(share, 3) for role, share in shares.items()},
+                "emulator_cpu_s": [
+                    {"caller": c, "operation": o, "cpu_s": round(v, 2), "requests": n}
+                    for (c, o), (v, n) in sorted(measured.emulator.items())
+                ],
                 "background_after_last_publish_s": round(background, 1),
                 "bare_cpu_s": round(bare_cpu, 1),
                 "worker_cpu_s": round(worker_cpu, 1),

@@ -156,6 +156,9 @@ class Stack:
         role.log = (self.log_dir / f"{role.name}.log").open("ab")
         role.process = subprocess.Popen(
             role.argv,
+            # each process names itself to AWS in its User-Agent (``app/trackflow-api``): the
+            # emulator counts its CPU by caller, and on AWS the name reaches CloudTrail
+            env={"AWS_SDK_UA_APP_ID": f"trackflow-{role.name}", **os.environ},
             stdin=subprocess.DEVNULL,
             stdout=role.log,
             stderr=subprocess.STDOUT,

@@ -13,6 +13,7 @@ import hmac
 import io
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -22,9 +23,10 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
-__all__ = ["EmulatorServer", "port_in_use", "sent_emails", "wait_until_serving"]
+__all__ = ["EmulatorServer", "cpu_by_caller", "port_in_use", "sent_emails", "wait_until_serving"]
 
 SENT_EMAILS_PATH = "/_aws/ses"  # LocalStack's path for the same listing
+CPU_PATH = "/_trackflow/cpu"
 
 
 class _AtomicDynamoDB:
@@ -272,6 +274,62 @@ class _WholeObjectChecksums:
         return [body]
 
 
+class _CpuByCaller:
+    """WSGI middleware: the emulator's CPU seconds and requests, by caller and operation.
+
+    The emulator shares the workers' cores, and its CPU is part of what the whole system costs
+    there (`make bench-e2e`); on AWS that share is AWS's. The caller is the ``app/…`` part of
+    the User-Agent (the stack names each of its processes there: ``AWS_SDK_UA_APP_ID``);
+    ``GET /_trackflow/cpu`` lists the totals so far.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+        self._totals: dict[tuple[str, str], list[float]] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["REQUEST_METHOD"] == "GET" and environ.get("PATH_INFO") == CPU_PATH:
+            with self._lock:
+                rows = [
+                    {"caller": caller, "operation": op, "cpu_s": cpu, "requests": int(n)}
+                    for (caller, op), (cpu, n) in self._totals.items()
+                ]
+            body = json.dumps({"rows": rows}).encode()
+            start_response(
+                "200 OK",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        started = time.thread_time()
+        try:
+            return self._app(environ, start_response)
+        finally:
+            key = (_caller(environ), _operation(environ))
+            with self._lock:
+                total = self._totals.setdefault(key, [0.0, 0])
+                total[0] += time.thread_time() - started
+                total[1] += 1
+
+
+def _caller(environ: dict[str, Any]) -> str:
+    found = re.search(r"(?:^| )app/(\S+)", environ.get("HTTP_USER_AGENT", ""))
+    return found.group(1) if found else "other"
+
+
+def _operation(environ: dict[str, Any]) -> str:
+    """``DynamoDB UpdateItem``, ``SQS ReceiveMessage``, ``s3 PUT``: the action from the target,
+    else the service from the signature's scope (a browser's form upload has none: S3)."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        service, _, action = target.rpartition(".")
+        return f"{service.split('_')[0].removeprefix('Amazon')} {action}"
+    scope = re.search(
+        r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/", environ.get("HTTP_AUTHORIZATION", "")
+    )
+    return f"{scope.group(1) if scope else 's3'} {environ['REQUEST_METHOD']}"
+
+
 class EmulatorServer:
     """A moto server in this process; ``start()`` returns once it answers."""
 
@@ -303,7 +361,9 @@ class EmulatorServer:
             EMULATOR_CREDENTIALS["aws_access_key_id"]: EMULATOR_CREDENTIALS["aws_secret_access_key"]
         }
         moto = DomainDispatcherApplication(create_backend_app)
-        app = _SentEmails(_WholeObjectChecksums(_PostPolicy(_AtomicDynamoDB(moto), secrets)))
+        app = _CpuByCaller(
+            _SentEmails(_WholeObjectChecksums(_PostPolicy(_AtomicDynamoDB(moto), secrets)))
+        )
         self._server = make_server(self.host, self.port, app, threaded=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, daemon=True, name="emulator"
@@ -345,3 +405,9 @@ def sent_emails(url: str) -> list[dict[str, Any]]:
     """
     with urllib.request.urlopen(f"{url}{SENT_EMAILS_PATH}", timeout=10) as response:
         return list(json.load(response)["messages"])
+
+
+def cpu_by_caller(url: str) -> list[dict[str, Any]]:
+    """The embedded emulator's CPU seconds and requests so far, by caller and operation."""
+    with urllib.request.urlopen(f"{url}{CPU_PATH}", timeout=10) as response:
+        return list(json.load(response)["rows"])

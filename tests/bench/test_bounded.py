@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,4 +58,8 @@ def test_e2e_bench(tmp_path: Path):
     )
     assert "ratio system / bare" in table and "critical path" in table
     assert "CPU seconds, all of the stack" in table and "background work" in table
-    assert (tmp_path / ".trackflow" / "bench" / "e2e.json").exists()
+    report = json.loads((tmp_path / ".trackflow" / "bench" / "e2e.json").read_text())
+    # the emulator's CPU by the stack process that asked: the catalogue joins are the bulk lane's
+    callers = {(row["caller"], row["operation"]) for row in report["emulator_cpu_s"]}
+    assert ("trackflow-worker-io-bulk", "DynamoDB UpdateItem") in callers
+    assert "asked by worker-cpu-standard" in table
