@@ -375,12 +375,17 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
             for name, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
                 if name.startswith("worker"):
                     print(f"{'  ' + name + ' (CPU seconds)':<38}{seconds:>10.1f}")
-        if role == "emulator":
+        if role == "emulator" and measured.emulator:
             for caller, seconds, operation, op_s, requests in emulator_by_caller(measured.emulator):
                 print(
                     f"{'  asked by ' + caller:<38}{seconds:>10.1f}"
                     f"  most in {operation}: {op_s:.1f} s, {requests} requests"
                 )
+            answered = sum(seconds for seconds, _ in measured.emulator.values())
+            print(
+                f"{'  its HTTP server, by no caller':<38}{cpu[role] - answered:>10.1f}"
+                "  (a connection and a thread per request)"
+            )
     # what stays on the worker hosts on AWS, where the emulator's share is AWS's
     print(f"{'CPU seconds, bare media work':<38}{bare_cpu:>10.1f}")
     print(f"{'CPU seconds, workers':<38}{worker_cpu:>10.1f}  ratio {worker_cpu / bare_cpu:.2f}")
