@@ -166,8 +166,14 @@ def worker(group: str, lane: str, concurrency: int | None) -> None:
     """Run a Celery worker for one worker group and lane."""
     from trackflow.tasks.app import app
 
+    from trackflow.capacity import schedule_as_batch
+
     settings = get_settings()
     queue = settings.queue(WorkerGroup(group), Lane(lane))
+    if WorkerGroup(group) is WorkerGroup.CPU and Lane(lane) is not Lane.PRIORITY:
+        # its pool processes and their ffmpeg inherit it; the priority lane's keep the right
+        # to preempt, as the uploads it serves are waited for
+        schedule_as_batch()
     if Lane(lane) is Lane.BULK:
         # Work no upload waits for: on a host shared with the pipeline's workers it gets only
         # the CPU they leave (measured in `make bench-e2e`); alone on its hosts, as in AWS, all.

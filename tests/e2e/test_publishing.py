@@ -3,7 +3,9 @@ exactly once under duplicate events, and a priority lane that overtakes the back
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -211,3 +213,22 @@ def test_bulk_workers_yield_the_cpu_to_the_pipeline(stack):
         main = psutil.Process(role.process.pid)
         niceness = {p.nice() for p in [main, *main.children(recursive=True)]}
         assert niceness == ({BULK_NICENESS} if role.name.endswith("-bulk") else {0}), role.name
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="a Linux scheduling policy")
+def test_cpu_workers_are_scheduled_as_batch_work(stack):
+    """The standard and bulk lanes' CPU workers, their pool processes too, are batch work to the
+    scheduler (media processes stop preempting each other); the priority lane's and the I/O
+    workers keep the default policy."""
+    import psutil
+
+    for role in stack.roles:
+        if not role.name.startswith("worker-"):
+            continue
+        main = psutil.Process(role.process.pid)
+        policies = set()
+        for process in [main, *main.children(recursive=True)]:
+            with contextlib.suppress(ProcessLookupError):  # an ffmpeg that just ended
+                policies.add(os.sched_getscheduler(process.pid))
+        batch = role.name in ("worker-cpu-standard", "worker-cpu-bulk")
+        assert policies == {os.SCHED_BATCH if batch else os.SCHED_OTHER}, role.name
