@@ -1,10 +1,13 @@
-"""How many workers a load needs: queueing theory, not a guess. Pure.
+"""How many workers a load needs: queueing theory, not a guess.
 
 Each worker group is an M/M/c queue: tracks arrive at rate lambda (Poisson), each needs the sum
 of its steps' service times in that group from one worker slot, and c slots serve them. Erlang C
 gives the probability that a track waits at all, and the waiting-time tail
 P(W > t) = C(c, a) * exp(-(c * mu - lambda) * t); the plan is the smallest c whose p95 wait is
-within the target.
+within the target. All of that is pure.
+
+Beside it, what a worker process costs the machine (``cpu_seconds``, read across a step) and how
+a CPU worker asks the scheduler for its cores (``schedule_as_batch``).
 """
 
 from __future__ import annotations

@@ -197,6 +197,15 @@ def _destination(destinations: dict[str, list[str]] | list[str]) -> dict[str, li
     return destinations if isinstance(destinations, dict) else {"ToAddresses": list(destinations)}
 
 
+def _json_answer(start_response: Any, payload: dict[str, Any]) -> list[bytes]:
+    """A 200 with ``payload`` as JSON: the emulator's own listings."""
+    body = json.dumps(payload).encode()
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
 class _SentEmails:
     """WSGI middleware: ``GET /_aws/ses`` lists the messages SES accepted, as LocalStack does.
 
@@ -225,11 +234,7 @@ class _SentEmails:
             for _account, region, backend in ses_backends.iter_backends()
             for message in list(backend.sent_messages)  # a copy: workers append as we read
         ]
-        body = json.dumps({"messages": messages}).encode()
-        start_response(
-            "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-        )
-        return [body]
+        return _json_answer(start_response, {"messages": messages})
 
 
 class _WholeObjectChecksums:
@@ -295,12 +300,7 @@ class _CpuByCaller:
                     {"caller": caller, "operation": op, "cpu_s": cpu, "requests": int(n)}
                     for (caller, op), (cpu, n) in self._totals.items()
                 ]
-            body = json.dumps({"rows": rows}).encode()
-            start_response(
-                "200 OK",
-                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-            )
-            return [body]
+            return _json_answer(start_response, {"rows": rows})
         started = time.thread_time()
         try:
             return self._app(environ, start_response)
