@@ -389,7 +389,7 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
             answered = sum(seconds for seconds, _ in measured.emulator.values())
             print(
                 f"{'  its HTTP server, by no caller':<38}{cpu[role] - answered:>10.1f}"
-                "  (a connection and a thread per request)"
+                "  (reading requests, writing answers, a thread per connection)"
             )
     # what stays on the worker hosts on AWS, where the emulator's share is AWS's
     print(f"{'CPU seconds, bare media work':<38}{bare_cpu:>10.1f}")

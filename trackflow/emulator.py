@@ -23,6 +23,10 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
+from werkzeug.exceptions import ClientDisconnected
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wsgi import LimitedStream
+
 __all__ = ["EmulatorServer", "cpu_by_caller", "port_in_use", "sent_emails", "wait_until_serving"]
 
 SENT_EMAILS_PATH = "/_aws/ses"  # LocalStack's path for the same listing
@@ -330,6 +334,48 @@ def _operation(environ: dict[str, Any]) -> str:
     return f"{scope.group(1) if scope else 's3'} {environ['REQUEST_METHOD']}"
 
 
+class _KeepAliveHandler(WSGIRequestHandler):
+    """werkzeug's request handler, keeping the connection open for the client's next request.
+
+    werkzeug closes every connection after one response, as http.server cannot tell where a
+    request body the app left unread ends. Here the app reads the body through a stream that stops
+    at its Content-Length, and what it leaves is skipped before the next request. A chunked body
+    has no such end, so its connection still closes. (A connection and a thread per request were a
+    quarter of the emulator's CPU in `make bench-e2e`.)
+    """
+
+    timeout = 60  # seconds an idle connection is kept; clients reconnect after
+    # Headers and body go out in separate writes: Nagle's algorithm would hold the body back until
+    # the client's delayed ACK of the headers, tens of milliseconds on a kept connection.
+    disable_nagle_algorithm = True
+    _reusable = False
+
+    def run_wsgi(self) -> None:
+        length = self.headers.get("Content-Length") or "0"
+        self._reusable = length.isdigit() and "Transfer-Encoding" not in self.headers
+        if not self._reusable:
+            return super().run_wsgi()
+        connection_stream = self.rfile
+        self.rfile = body = LimitedStream(connection_stream, int(length))
+        try:
+            super().run_wsgi()
+            body.exhaust()
+        except ClientDisconnected:
+            self.close_connection = True
+        finally:
+            self.rfile = connection_stream
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if keyword.lower() == "connection" and value == "close" and self._reusable:
+            return
+        super().send_header(keyword, value)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # werkzeug formats a line for every request before its logger drops it
+        if logging.getLogger("werkzeug").isEnabledFor(logging.INFO):
+            super().log_request(code, size)
+
+
 class EmulatorServer:
     """A moto server in this process; ``start()`` returns once it answers."""
 
@@ -353,7 +399,6 @@ class EmulatorServer:
 
     def start(self) -> EmulatorServer:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-        from werkzeug.serving import make_server
 
         from trackflow.aws import EMULATOR_CREDENTIALS
 
@@ -364,7 +409,9 @@ class EmulatorServer:
         app = _CpuByCaller(
             _SentEmails(_WholeObjectChecksums(_PostPolicy(_AtomicDynamoDB(moto), secrets)))
         )
-        self._server = make_server(self.host, self.port, app, threaded=True)
+        self._server = make_server(
+            self.host, self.port, app, threaded=True, request_handler=_KeepAliveHandler
+        )
         self._thread = threading.Thread(
             target=self._server.serve_forever, daemon=True, name="emulator"
         )

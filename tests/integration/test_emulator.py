@@ -1,6 +1,10 @@
-"""The embedded emulator counts its own CPU by caller, as the bench reports it."""
+"""The embedded emulator's own parts: its CPU counted by caller, as the bench reports it, and its
+connections kept from one request to the next."""
 
 from __future__ import annotations
+
+import http.client
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
@@ -24,3 +28,45 @@ def test_cpu_is_counted_by_the_caller_named_in_the_user_agent(emulator: str, set
 
     row = rows[("trackflow-test-caller", "DynamoDB ListTables")]
     assert row["requests"] == 3 and row["cpu_s"] > 0
+
+
+def _connect(emulator: str) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection(urlsplit(emulator).netloc, timeout=10)
+
+
+def test_a_connection_is_kept_for_the_next_request(emulator: str):
+    connection = _connect(emulator)
+    answers = []
+    for _ in range(3):
+        connection.request("GET", "/moto-api/")
+        response = connection.getresponse()
+        response.read()
+        answers.append((response.status, response.getheader("Connection"), connection.sock))
+
+    assert [status for status, _, _ in answers] == [200] * 3
+    assert {header for _, header, _ in answers} == {None}
+    assert len({id(sock) for _, _, sock in answers}) == 1  # one socket served all three
+
+
+def test_a_body_left_unread_does_not_spill_into_the_next_request(emulator: str):
+    connection = _connect(emulator)
+    # moto answers this GET without reading its body; the body must not be parsed as a request
+    connection.request("GET", "/moto-api/", body=b"GET /not-a-request HTTP/1.1\r\n\r\n" * 100)
+    first = connection.getresponse()
+    first.read()
+    kept = connection.sock
+    connection.request("GET", "/moto-api/")
+    second = connection.getresponse()
+
+    assert (first.status, second.status) == (200, 200)
+    assert connection.sock is kept
+    assert b"moto" in second.read().lower()
+
+
+def test_a_chunked_request_closes_its_connection(emulator: str):
+    connection = _connect(emulator)
+    connection.request("GET", "/moto-api/", body=iter([b"abc"]), encode_chunked=True)
+    response = connection.getresponse()
+    response.read()
+
+    assert response.getheader("Connection") == "close"
