@@ -19,6 +19,11 @@ from typing import Any
 
 __all__ = ["ObjectCache"]
 
+# A process looks over the whole cache each time it has added this fraction of the budget, not
+# after every addition: a look reads every entry, and a host's cache holds tens of thousands
+# (16 artwork sizes a track). The budget can be passed by this much for each process on the host.
+_LOOK_EVERY = 1 / 32
+
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
@@ -35,6 +40,7 @@ class ObjectCache:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.root.mkdir(parents=True, exist_ok=True)
+        self._added_unseen = max_bytes  # the first addition looks over what earlier runs left
 
     def _path(self, bucket: str, key: str, etag: str) -> Path:
         name = hashlib.sha256(f"{bucket}\0{key}\0{etag.strip(chr(34))}".encode()).hexdigest()
@@ -52,7 +58,7 @@ class ObjectCache:
         except OSError:
             return  # another file system: the object is downloaded when asked for
         os.replace(partial, path)
-        self._evict(keep=path)
+        self._added(path)
 
     def get(self, s3: Any, bucket: str, key: str, etag: str | None = None) -> Path:
         """A local path holding the object; downloaded unless already here."""
@@ -71,22 +77,30 @@ class ObjectCache:
                     os.replace(partial, path)
                 finally:
                     partial.unlink(missing_ok=True)
-        self._evict(keep=path)
+        self._added(path)
         return path
 
+    def _added(self, path: Path) -> None:
+        self._added_unseen += path.stat().st_size
+        if self._added_unseen >= self.max_bytes * _LOOK_EVERY:
+            self._added_unseen = 0
+            self._evict(keep=path)
+
     def _evict(self, keep: Path) -> None:
+        """Remove the least recently used entries (but ``keep``) until the cache fits its budget."""
         entries = []
-        for entry in self.root.iterdir():
-            if entry.suffix in (".lock", ".part") or entry == keep:
-                continue
-            try:
-                stat = entry.stat()
-            except FileNotFoundError:
-                continue
-            entries.append((stat.st_mtime, stat.st_size, entry))
+        with os.scandir(self.root) as listing:
+            for entry in listing:
+                if entry.name.endswith((".lock", ".part")) or entry.name == keep.name:
+                    continue
+                try:
+                    stat = entry.stat()
+                except FileNotFoundError:
+                    continue
+                entries.append((stat.st_mtime, stat.st_size, entry.path))
         total = sum(size for _, size, _ in entries) + keep.stat().st_size
         for _, size, entry in sorted(entries):
             if total <= self.max_bytes:
                 break
-            entry.unlink(missing_ok=True)
+            Path(entry).unlink(missing_ok=True)
             total -= size
