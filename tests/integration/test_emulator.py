@@ -4,6 +4,7 @@ connections kept from one request to the next."""
 from __future__ import annotations
 
 import http.client
+import time
 from urllib.parse import urlsplit
 
 import boto3
@@ -11,7 +12,7 @@ import pytest
 from botocore.config import Config
 
 from trackflow.aws import client_kwargs
-from trackflow.emulator import cpu_by_caller
+from trackflow.emulator import _KeepAliveHandler, cpu_by_caller
 from trackflow.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("emulator")
@@ -70,3 +71,21 @@ def test_a_chunked_request_closes_its_connection(emulator: str):
     response.read()
 
     assert response.getheader("Connection") == "close"
+
+
+def test_a_client_carries_on_after_the_emulator_closes_its_idle_connection(
+    emulator: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(_KeepAliveHandler, "timeout", 0.2)  # for connections opened from now on
+    kwargs = client_kwargs(settings)
+    kwargs.update(endpoint_url=emulator, config=Config(retries={"max_attempts": 1}))
+    dynamodb = boto3.session.Session().client("dynamodb", **kwargs)
+    dynamodb.list_tables()
+    connection = _connect(emulator)
+    connection.request("GET", "/moto-api/")
+    connection.getresponse().read()
+
+    time.sleep(0.5)  # past the idle timeout: the emulator has closed both connections
+
+    assert connection.sock.recv(1) == b""  # closed by the emulator
+    assert "TableNames" in dynamodb.list_tables()  # on a new connection, with no retry
