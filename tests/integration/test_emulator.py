@@ -4,6 +4,7 @@ connections kept from one request to the next."""
 from __future__ import annotations
 
 import http.client
+import socket
 import time
 from urllib.parse import urlsplit
 
@@ -89,3 +90,18 @@ def test_a_client_carries_on_after_the_emulator_closes_its_idle_connection(
 
     assert connection.sock.recv(1) == b""  # closed by the emulator
     assert "TableNames" in dynamodb.list_tables()  # on a new connection, with no retry
+
+
+def test_a_malformed_request_on_a_kept_connection_is_answered_and_closes_it(emulator: str):
+    host, port = urlsplit(emulator).netloc.split(":")
+    too_many_headers = b"".join(b"X-Filler-%d: x\r\n" % n for n in range(101))
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(b"GET /moto-api/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw.sendall(b"GET /moto-api/ HTTP/1.1\r\nHost: x\r\n" + too_many_headers + b"\r\n")
+        answers = b""
+        while chunk := raw.recv(65536):  # until the emulator closes (or the timeout fails this)
+            answers += chunk
+
+    first, refusal = answers.split(b"HTTP/1.1 431", 1)
+    assert first.startswith(b"HTTP/1.1 200")
+    assert b"Connection: close" in refusal.split(b"\r\n\r\n", 1)[0]
