@@ -34,14 +34,14 @@ def test_the_cache_is_looked_over_once_per_share_of_its_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     looks = 0
-    scandir = os.scandir
+    evict = ObjectCache._evict
 
-    def counted(path: Path) -> object:
+    def counted(cache: ObjectCache, keep: Path) -> None:
         nonlocal looks
         looks += 1
-        return scandir(path)
+        evict(cache, keep)
 
-    monkeypatch.setattr(os, "scandir", counted)
+    monkeypatch.setattr(ObjectCache, "_evict", counted)
     cache = ObjectCache(tmp_path / "cache", max_bytes=32_000)  # looks after each 1,000 bytes
     for number in range(1, 401):
         _adopt(cache, tmp_path, number, 100)
