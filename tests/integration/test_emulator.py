@@ -3,9 +3,11 @@ connections kept from one request to the next."""
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import socket
 import time
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import boto3
@@ -48,6 +50,18 @@ def test_a_connection_is_kept_for_the_next_request(emulator: str):
     assert [status for status, _, _ in answers] == [200] * 3
     assert {header for _, header, _ in answers} == {None}
     assert len({id(sock) for _, _, sock in answers}) == 1  # one socket served all three
+
+
+def test_answers_are_dated_now(emulator: str):
+    connection = _connect(emulator)
+    dates = []
+    for _ in range(2):
+        connection.request("GET", "/moto-api/")
+        response = connection.getresponse()
+        response.read()
+        dates.append(email.utils.parsedate_to_datetime(response.getheader("Date")))
+
+    assert all(abs((date - datetime.now(UTC)).total_seconds()) < 5 for date in dates)
 
 
 def test_a_body_left_unread_does_not_spill_into_the_next_request(emulator: str):
