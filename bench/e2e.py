@@ -33,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -187,18 +188,49 @@ def wait_until_quiet(settings: Any, timeout_s: float = 600.0) -> float:
     return time.perf_counter() - started
 
 
-def _upload_and_follow(client: Any, path: Path, poll_s: float) -> tuple[dict, float]:
-    """Upload through a presigned POST; returns the final record and seconds from the end of
-    the upload to publication. The time comes from the record, not from the polling, so a
-    slow poll (a GET of the whole record, a load on the API and the emulator) loses nothing."""
-    from trackflow.track import TERMINAL
-
+def _upload(client: Any, path: Path) -> tuple[str, float]:
+    """Upload through a presigned POST; returns the track id and when the upload ended."""
     created = client.create_upload(path)
     client.send_file(created["upload"], path)
-    uploaded_at = time.time()
-    while (track := client.track(created["track_id"]))["status"] not in TERMINAL:
+    return created["track_id"], time.time()
+
+
+def _follow(
+    client: Any, uploads: list[tuple[str, float]], poll_s: float
+) -> list[tuple[dict, float]]:
+    """Each uploaded track's final record and seconds from the end of its upload to publication.
+
+    The tracks are followed through their owner's listing, a request a poll however many they
+    are: a GET per track every poll was a load on the API and the emulator (a CPU second in a
+    6-track batch) that a client following many uploads need not make. The times come from the
+    records, not from the polling, so a slow poll loses nothing."""
+    from trackflow.track import TERMINAL
+
+    finished: dict[str, dict] = {}
+    while True:
+        for track in _own_tracks(client):
+            if track["status"] in TERMINAL:
+                finished[track["track_id"]] = track
+        if all(track_id in finished for track_id, _ in uploads):
+            break
         time.sleep(poll_s)
-    return track | {"bench_uploaded_at": uploaded_at}, _when(track["finished_at"]) - uploaded_at
+    return [
+        (
+            finished[track_id] | {"bench_uploaded_at": at},
+            _when(finished[track_id]["finished_at"]) - at,
+        )
+        for track_id, at in uploads
+    ]
+
+
+def _own_tracks(client: Any) -> Iterator[dict]:
+    cursor: str | None = None
+    while True:
+        after = {"cursor": cursor} if cursor else {}
+        page = client.request("GET", "/v1/tracks", params={"limit": 100, **after})
+        yield from page["tracks"]
+        if not (cursor := page.get("next_cursor")):
+            return
 
 
 class SystemRun(NamedTuple):
@@ -234,9 +266,9 @@ def system(tracks: list[Path], probe: Path, warm_up: Path, cores: int) -> System
         # A stack that just started runs each pool process's first step late (lazy imports
         # and set-up: 0.3-0.8 s a hop, measured); an idle stack in service is past that.
         print("  a warm-up track, then the probe track alone on the idle stack", file=sys.stderr)
-        _upload_and_follow(client, warm_up, poll_s=1.0)
+        _follow(client, [_upload(client, warm_up)], poll_s=1.0)
         wait_until_quiet(settings)
-        alone = _upload_and_follow(client, probe, poll_s=1.0)
+        [alone] = _follow(client, [_upload(client, probe)], poll_s=1.0)
         wait_until_quiet(settings)
         print(f"  the batch: {len(tracks)} tracks at once", file=sys.stderr)
         emulator_before = _emulator_cpu(stack)
@@ -244,7 +276,8 @@ def system(tracks: list[Path], probe: Path, warm_up: Path, cores: int) -> System
         clock = cpu_clock()
         started, started_at = time.perf_counter(), time.time()
         with ThreadPoolExecutor(len(tracks)) as uploads:
-            batch = list(uploads.map(lambda p: _upload_and_follow(client, p, 2.0), tracks))
+            uploaded = list(uploads.map(lambda path: _upload(client, path), tracks))
+        batch = _follow(client, uploaded, poll_s=2.0)
         wait_until_quiet(settings)
         followed = time.perf_counter() - started
         wall = max(_when(track["finished_at"]) for track, _ in batch) - started_at
