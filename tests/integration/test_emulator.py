@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from trackflow.aws import client_kwargs
 from trackflow.emulator import _KeepAliveHandler, cpu_by_caller
@@ -36,6 +37,28 @@ def test_cpu_is_counted_by_the_caller_named_in_the_user_agent(emulator: str, set
 
 def _connect(emulator: str) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(urlsplit(emulator).netloc, timeout=10)
+
+
+def test_dynamodb_errors_are_answered_as_dynamodb_answers_them(settings: Settings):
+    dynamodb = boto3.session.Session().client("dynamodb", **client_kwargs(settings))
+    table = settings.table("tracks")
+    key = {"track_id": {"S": "no-such-track"}}
+
+    with pytest.raises(ClientError) as missing_table:
+        dynamodb.get_item(TableName="no-such-table", Key=key)
+    with pytest.raises(ClientError) as failed_condition:
+        dynamodb.update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression="SET a = :a",
+            ConditionExpression="attribute_exists(track_id)",
+            ExpressionAttributeValues={":a": {"S": "x"}},
+        )
+
+    assert missing_table.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert failed_condition.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert failed_condition.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "Item" not in dynamodb.get_item(TableName=table, Key=key)
 
 
 def test_a_connection_is_kept_for_the_next_request(emulator: str):
