@@ -156,6 +156,8 @@ def read_pcm(
             process.kill()
             process.wait()
         reader.join()
+        process.stdout.close()
+        process.stderr.close()
     stderr = b"".join(stderr_chunks).decode("utf-8", "replace")
     if stderr_sink is not None:
         stderr_sink.append(stderr)
