@@ -277,7 +277,7 @@ def system(tracks: list[Path], probe: Path, warm_up: Path, cores: int) -> System
         started, started_at = time.perf_counter(), time.time()
         with ThreadPoolExecutor(len(tracks)) as uploads:
             uploaded = list(uploads.map(lambda path: _upload(client, path), tracks))
-        batch = _follow(client, uploaded, poll_s=2.0)
+        batch = _follow(client, uploaded, poll_s=5.0)
         wait_until_quiet(settings)
         followed = time.perf_counter() - started
         wall = max(_when(track["finished_at"]) for track, _ in batch) - started_at
