@@ -8,6 +8,7 @@ import http.client
 import socket
 import time
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
@@ -61,28 +62,31 @@ def test_dynamodb_errors_are_answered_as_dynamodb_answers_them(settings: Setting
     assert "Item" not in dynamodb.get_item(TableName=table, Key=key)
 
 
-def test_a_connection_is_kept_for_the_next_request(emulator: str):
+def _answers_on_one_connection(emulator: str, requests: int) -> list[tuple[Any, socket.socket]]:
+    """Each answer to ``requests`` GETs sent on one connection, with the socket that carried it."""
     connection = _connect(emulator)
     answers = []
-    for _ in range(3):
+    for _ in range(requests):
         connection.request("GET", "/moto-api/")
         response = connection.getresponse()
         response.read()
-        answers.append((response.status, response.getheader("Connection"), connection.sock))
+        answers.append((response, connection.sock))
+    return answers
 
-    assert [status for status, _, _ in answers] == [200] * 3
-    assert {header for _, header, _ in answers} == {None}
-    assert len({id(sock) for _, _, sock in answers}) == 1  # one socket served all three
+
+def test_a_connection_is_kept_for_the_next_request(emulator: str):
+    answers = _answers_on_one_connection(emulator, 3)
+
+    assert [response.status for response, _ in answers] == [200] * 3
+    assert {response.getheader("Connection") for response, _ in answers} == {None}
+    assert len({id(sock) for _, sock in answers}) == 1  # one socket served all three
 
 
 def test_answers_are_dated_now(emulator: str):
-    connection = _connect(emulator)
-    dates = []
-    for _ in range(2):
-        connection.request("GET", "/moto-api/")
-        response = connection.getresponse()
-        response.read()
-        dates.append(email.utils.parsedate_to_datetime(response.getheader("Date")))
+    dates = [
+        email.utils.parsedate_to_datetime(response.getheader("Date"))
+        for response, _ in _answers_on_one_connection(emulator, 2)
+    ]
 
     assert all(abs((date - datetime.now(UTC)).total_seconds()) < 5 for date in dates)
 
