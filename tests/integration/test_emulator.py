@@ -62,6 +62,28 @@ def test_dynamodb_errors_are_answered_as_dynamodb_answers_them(settings: Setting
     assert "Item" not in dynamodb.get_item(TableName=table, Key=key)
 
 
+def test_one_update_expression_applies_each_request_its_own_values(settings: Settings):
+    dynamodb = boto3.session.Session().client("dynamodb", **client_kwargs(settings))
+    table = settings.table("tracks")
+    keys = [{"track_id": {"S": f"expression-{n}"}} for n in range(3)]
+    for n, key in enumerate(keys):  # the same expression thrice: the emulator parses it once
+        dynamodb.update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression="SET a = :a ADD s :s",
+            ExpressionAttributeValues={":a": {"N": str(n)}, ":s": {"SS": [f"x{n}"]}},
+        )
+
+    items = [dynamodb.get_item(TableName=table, Key=key)["Item"] for key in keys]
+    for key in keys:
+        dynamodb.delete_item(TableName=table, Key=key)
+    assert [(i["a"]["N"], i["s"]["SS"]) for i in items] == [
+        ("0", ["x0"]),
+        ("1", ["x1"]),
+        ("2", ["x2"]),
+    ]
+
+
 def _answers_on_one_connection(emulator: str, requests: int) -> list[tuple[Any, socket.socket]]:
     """Each answer to ``requests`` GETs sent on one connection, with the socket that carried it."""
     connection = _connect(emulator)
