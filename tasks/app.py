@@ -21,7 +21,22 @@ from trackflow.aws import EMULATOR_CREDENTIALS, client
 from trackflow.logs import configure_logging
 from trackflow.settings import AwsTarget, Lane, Settings, WorkerGroup, get_settings
 
-__all__ = ["app", "celery_config", "predefined_queue"]
+__all__ = ["app", "celery_config", "predefined_queue", "routed"]
+
+_QUEUE_BY_TASK: dict[str, str] = {}
+
+
+def routed(name: str, group: WorkerGroup, lane: Lane = Lane.STANDARD) -> str:
+    """Name a task and give it its queue: the one a message for it goes to unless the sender
+    names another (a track's lane). Routed by ``task_routes``, as the tasks' own ``queue``
+    attribute goes in Celery 6."""
+    _QUEUE_BY_TASK[name] = get_settings().queue(group, lane)
+    return name
+
+
+def _route(name: str, *_: Any, **__: Any) -> dict[str, str] | None:
+    queue = _QUEUE_BY_TASK.get(name)
+    return {"queue": queue} if queue else None
 
 
 def _credentials(settings: Settings) -> tuple[str, str] | None:
@@ -84,6 +99,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        "task_routes": (_route,),
         "task_default_queue": settings.queue(WorkerGroup.IO, Lane.STANDARD),
         "task_queues": [Queue(name, no_declare=True) for name in settings.worker_queues],
         "task_create_missing_queues": False,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from botocore.exceptions import ClientError
 from trackflow.media import fingerprint, probe
-from trackflow.tasks.app import app
+from trackflow.tasks.app import app, routed
 from trackflow.tasks.runtime import object_cache
 
 from trackflow import aws
@@ -99,11 +99,8 @@ def _retrying(**options: Any) -> dict[str, Any]:
 
 
 @app.task(
-    name="trackflow.fingerprint_work",
-    **_retrying(
-        queue=get_settings().queue(WorkerGroup.CPU, Lane.BULK),
-        time_limit=get_settings().cpu_task_time_limit_s,
-    ),
+    name=routed("trackflow.fingerprint_work", WorkerGroup.CPU, Lane.BULK),
+    **_retrying(time_limit=get_settings().cpu_task_time_limit_s),
 )
 def fingerprint_work(self: Any, work_id: str) -> None:
     """Fingerprint an uploaded reference recording, store its landmarks, index them."""
@@ -147,11 +144,8 @@ def fingerprint_work(self: Any, work_id: str) -> None:
 
 
 @app.task(
-    name="trackflow.index_work_chunk",
-    **_retrying(
-        queue=get_settings().queue(WorkerGroup.IO, Lane.BULK),
-        time_limit=get_settings().io_task_time_limit_s,
-    ),
+    name=routed("trackflow.index_work_chunk", WorkerGroup.IO, Lane.BULK),
+    **_retrying(time_limit=get_settings().io_task_time_limit_s),
 )
 def index_work_chunk(
     self: Any, work_id: str, landmarks: str, chunk: int, chunks: int, remove: bool = False

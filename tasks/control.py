@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trackflow.tasks.app import app
+from trackflow.tasks.app import app, routed
 from trackflow.tasks.catalogue import catalogue_store, start_indexing
 from trackflow.tasks.feeds import fan_out, feed_entry
 from trackflow.tasks.runtime import notify_outcome, track_store
@@ -91,14 +91,13 @@ def delete_track(track: dict[str, Any]) -> None:
 
 
 @app.task(
-    name="trackflow.delete_track",
+    name=routed("trackflow.delete_track", WorkerGroup.IO),
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=(Exception,),
     retry_backoff=True,
     max_retries=8,
-    queue=get_settings().queue(WorkerGroup.IO),
 )
 def delete_track_files(self: Any, track_id: str) -> None:
     """Delete every object of the track (original and artifacts), then its record."""

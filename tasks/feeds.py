@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trackflow.tasks.app import app
+from trackflow.tasks.app import app, routed
 
 from trackflow import aws
 from trackflow.settings import Lane, Settings, WorkerGroup, get_settings
@@ -67,7 +67,7 @@ def fan_out(owner: str, entry: dict[str, Any], lane: Lane, *, remove: bool = Fal
 
 
 @app.task(
-    name="trackflow.fan_out_feed",
+    name=routed("trackflow.fan_out_feed", WorkerGroup.IO),
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -75,7 +75,6 @@ def fan_out(owner: str, entry: dict[str, Any], lane: Lane, *, remove: bool = Fal
     autoretry_for=(Exception,),
     retry_backoff=True,
     retry_backoff_max=30,
-    queue=get_settings().queue(WorkerGroup.IO),
 )
 def fan_out_feed(
     self: Any, owner: str, entry: dict[str, Any], after: str, up_to: str, remove: bool = False

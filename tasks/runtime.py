@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from trackflow.media import probe
-from trackflow.tasks.app import app
+from trackflow.tasks.app import app, routed
 from trackflow.tasks.cache import ObjectCache
 
 from trackflow import aws
@@ -159,10 +159,9 @@ def step(
 
     def decorate(body: Callable[[StepContext], StepResult]) -> Task:
         @app.task(
-            name=f"trackflow.{name}",
+            name=routed(f"trackflow.{name}", spec.group),
             base=StepTask,
             bind=True,
-            queue=settings.queue(spec.group, Lane.STANDARD),
             time_limit=hard,
             soft_time_limit=int(hard * 0.9),
             max_retries=settings.step_max_retries,
