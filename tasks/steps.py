@@ -166,7 +166,7 @@ def check_copyright(ctx: StepContext) -> StepResult:
     record = {**verdict.as_record(), "checked_at": now_iso(), "landmarks": len(hashes)}
     store = track_store(s)
     if verdict.outcome == "match":
-        store.transition(
+        rejected = store.transition(
             ctx.track_id,
             Status.REJECTED,
             allowed_from=[Status.PROCESSING],
@@ -180,7 +180,8 @@ def check_copyright(ctx: StepContext) -> StepResult:
             },
         )
         log.warning("copyright_match", work=verdict.matches[0]["work_id"])
-        notify_outcome(ctx.track)
+        if rejected is not None:  # else the track had already ended, and that told the uploader
+            notify_outcome(rejected)
     elif verdict.outcome == "review":
         store.transition(
             ctx.track_id,

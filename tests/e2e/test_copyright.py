@@ -9,7 +9,7 @@ import pytest
 from trackflow.cli.client import ApiClient
 from trackflow.media.samples import SampleTrack, write_track
 
-from tests.support import audio
+from tests.support import audio, badinputs
 from tests.support.stack import client_for, emails_to, upload_and_wait, wait_for
 from trackflow.settings import Settings
 
@@ -99,6 +99,29 @@ def test_a_published_track_protects_its_uploader(settings: Settings, tmp_path: P
     again = upload_and_wait(alice, song)
     assert again["status"] == "published"
     assert work_id in again["copyright"]["own_works"]
+
+
+def test_a_damaged_copy_ends_once_and_its_uploader_is_told_once(settings: Settings, tmp_path: Path):
+    """Two steps may end the track: the input check (it is damaged) and the copyright check (it
+    is a copy). Whichever ends it first, the other does not end it again, and the email step
+    runs once."""
+    source = audio.music(tmp_path / "fragile.wav", seconds=30.0, seed=2718)
+    reference = audio.encode(source, "flac", tmp_path, name="reference")
+    register_work(client_for(settings, "admin"), reference, "Fragile Anthem", "big-label")
+    damaged_folder = tmp_path / "damaged"
+    damaged_folder.mkdir()
+    make_damaged, code = badinputs.CORPUS["flac cut in half"]
+
+    track = upload_and_wait(
+        client_for(settings, "e2e-clumsy"), make_damaged(damaged_folder, source)
+    )
+
+    assert (track["status"], track["error"]["code"]) in {
+        ("failed", code),
+        ("rejected", "copyright_match"),
+    }
+    assert track["steps"]["notify_uploader"]["attempts"] == 1
+    assert len(wait_for(lambda: emails_to(settings, "e2e-clumsy@users.trackflow.local"))) == 1
 
 
 def test_only_administrators_manage_the_catalogue(settings: Settings):
