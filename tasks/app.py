@@ -17,7 +17,7 @@ from celery.signals import setup_logging, task_prerun, worker_process_init
 from kombu import Queue
 from trackflow.tasks.broker import warm_up
 
-from trackflow.aws import EMULATOR_CREDENTIALS, client
+from trackflow.aws import EMULATOR_CREDENTIALS, client, user_agent
 from trackflow.logs import configure_logging
 from trackflow.settings import AwsTarget, Lane, Settings, WorkerGroup, get_settings
 
@@ -88,6 +88,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # the next stage holds its slot until it is acknowledged, so the last of the
             # stage's steps waited for that check: 0.08 s on average at 0.1 (measured).
             "polling_interval": 0.01,
+            "client-config": {"user_agent": user_agent()},  # kombu's own SQS client, for sends
         },
         "broker_connection_retry_on_startup": True,
         # A step's outcome lives in its track's record, and stages join there too (see

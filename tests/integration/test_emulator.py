@@ -23,10 +23,11 @@ from trackflow.settings import Settings
 pytestmark = pytest.mark.usefixtures("emulator")
 
 
-def test_cpu_is_counted_by_the_caller_named_in_the_user_agent(emulator: str, settings: Settings):
-    kwargs = client_kwargs(settings)
-    kwargs["config"] = kwargs["config"].merge(Config(user_agent_appid="trackflow-test-caller"))
-    dynamodb = boto3.session.Session().client("dynamodb", **kwargs)
+def test_cpu_is_counted_by_the_caller_named_in_the_user_agent(
+    emulator: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("AWS_SDK_UA_APP_ID", "trackflow-test-caller")  # as the stack names each
+    dynamodb = boto3.session.Session().client("dynamodb", **client_kwargs(settings))
     for _ in range(3):
         dynamodb.list_tables()
 
