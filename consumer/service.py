@@ -21,6 +21,7 @@ from trackflow.consumer.admission import admit
 from trackflow.consumer.events import PoisonMessage, parse_message
 
 from trackflow import aws
+from trackflow.capacity import freeze_long_lived
 from trackflow.logs import bind, get_logger, unbind
 from trackflow.settings import Settings
 from trackflow.state.tracks import TrackStore
@@ -130,6 +131,7 @@ def run_consumer(settings: Settings) -> None:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         sweeper.start()
+        freeze_long_lived()
         log.info("consumer_started", queue=settings.events_queue)
         consumer.run()
         log.info("consumer_stopped", handled=consumer.handled)

@@ -13,11 +13,12 @@ from urllib.parse import quote, urlparse
 
 import structlog
 from celery import Celery
-from celery.signals import setup_logging, task_prerun, worker_process_init
+from celery.signals import setup_logging, task_prerun, worker_process_init, worker_ready
 from kombu import Queue
 from trackflow.tasks.broker import warm_up
 
 from trackflow.aws import EMULATOR_CREDENTIALS, client, user_agent
+from trackflow.capacity import freeze_long_lived
 from trackflow.logs import configure_logging
 from trackflow.settings import AwsTarget, Lane, Settings, WorkerGroup, get_settings
 
@@ -141,6 +142,13 @@ def _fresh_process(**_: Any) -> None:
     for service in ("s3", "dynamodb"):
         client(service, settings)
     warm_up(app, settings.worker_queues)
+    freeze_long_lived()
+
+
+@worker_ready.connect
+def _worker_set_up(**_: Any) -> None:
+    """The worker's main process, once its pool runs, keeps what it has set up to the end."""
+    freeze_long_lived()
 
 
 @task_prerun.connect
