@@ -8,6 +8,7 @@ is how browsers and the CLI upload, and the limits a client is given must hold l
 from __future__ import annotations
 
 import base64
+import copy
 import email.utils
 import functools
 import hashlib
@@ -421,6 +422,59 @@ def _spare_moto_repeated_work() -> None:
     )
 
 
+class _TablesNotBackedUp(dict):  # type: ignore[type-arg]
+    """The backend's tables as moto's transaction sees them: it backs up only tables it finds
+    ``in`` this mapping, and finds none."""
+
+    def __contains__(self, name: object) -> bool:
+        return False
+
+
+@functools.cache
+def _back_up_transactions_by_item() -> None:
+    """moto backs up the table of each item a TransactWriteItems names, a deep copy of the whole
+    table, to roll a cancelled transaction back: 40 CPU-s for one transaction of 100 items on a
+    table of 8,000 (0.1 s with this). Here a transaction backs up only the items it names, and a
+    cancelled one puts those back. Transactions run one at a time (``_AtomicDynamoDB``), so
+    the backend's tables can be swapped for the call."""
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    transact = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        backups = []
+        for action in transact_items:
+            op = next(iter(action.values()), {})
+            table = self.tables.get(op.get("TableName"))
+            key = op.get("Key") or op.get("Item") or {}
+            names = [table.hash_key_attr, table.range_key_attr] if table else []
+            if not names or any(name and name not in key for name in names):
+                continue  # moto refuses the transaction for it, before writing anything
+            hash_key, range_key = (DynamoType(key[n]) if n else None for n in names)
+            item = table.get_item(hash_key, range_key)
+            backups.append((table, hash_key, range_key, copy.deepcopy(item)))
+        tables, self.tables = self.tables, _TablesNotBackedUp(self.tables)
+        try:
+            transact(self, transact_items)
+        except Exception:
+            for table, hash_key, range_key, item in reversed(backups):
+                rows, slot = (
+                    (table.items, hash_key)
+                    if range_key is None
+                    else (table.items[hash_key], range_key)
+                )
+                if item is None:
+                    rows.pop(slot, None)
+                else:
+                    rows[slot] = item
+            raise
+        finally:
+            self.tables = tables
+
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
 class EmulatorServer:
     """A moto server in this process; ``start()`` returns once it answers."""
 
@@ -429,6 +483,7 @@ class EmulatorServer:
             raise ValueError("the emulator enforces no access control: loopback only")
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
         _spare_moto_repeated_work()
+        _back_up_transactions_by_item()
         self.host, self.port = host, port
         self._server: Any = None
         self._thread: threading.Thread | None = None

@@ -85,6 +85,52 @@ def test_one_update_expression_applies_each_request_its_own_values(settings: Set
     ]
 
 
+def test_a_cancelled_transaction_leaves_every_item_as_it_was(settings: Settings):
+    """The emulator backs up only the items a transaction names (not whole tables, as moto does):
+    a cancelled one still changes nothing, in a table with a sort key as in one without."""
+    dynamodb = boto3.session.Session().client("dynamodb", **client_kwargs(settings))
+    tracks, feeds = settings.table("tracks"), settings.table("feeds")
+    kept = {"track_id": {"S": "transaction-kept"}}
+    new = {"track_id": {"S": "transaction-new"}}
+    entry = {"user_id": {"S": "transaction-fan"}, "entry": {"S": "e1"}}
+    dynamodb.put_item(TableName=tracks, Item={**kept, "n": {"N": "1"}})
+    dynamodb.put_item(TableName=feeds, Item={**entry, "n": {"N": "1"}})
+
+    def add(table: str, key: dict, condition: str | None = None) -> dict:
+        update = {
+            "TableName": table,
+            "Key": key,
+            "UpdateExpression": "ADD n :one",
+            "ExpressionAttributeValues": {":one": {"N": "1"}},
+        }
+        return {"Update": {**update, "ConditionExpression": condition} if condition else update}
+
+    with pytest.raises(ClientError) as cancelled:
+        dynamodb.transact_write_items(
+            TransactItems=[
+                add(tracks, kept),
+                add(tracks, new),
+                add(feeds, entry),
+                add(feeds, {**entry, "entry": {"S": "e2"}}, "attribute_exists(user_id)"),
+            ]
+        )
+    after_cancel = [
+        dynamodb.get_item(TableName=t, Key=k).get("Item", {}).get("n", {}).get("N")
+        for t, k in ((tracks, kept), (tracks, new), (feeds, entry))
+    ]
+    dynamodb.transact_write_items(TransactItems=[add(tracks, kept), add(feeds, entry)])
+    after_commit = [
+        dynamodb.get_item(TableName=t, Key=k)["Item"]["n"]["N"]
+        for t, k in ((tracks, kept), (feeds, entry))
+    ]
+    for table, key in ((tracks, kept), (tracks, new), (feeds, entry)):
+        dynamodb.delete_item(TableName=table, Key=key)
+
+    assert cancelled.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert after_cancel == ["1", None, "1"]
+    assert after_commit == ["2", "2"]
+
+
 def _answers_on_one_connection(emulator: str, requests: int) -> list[tuple[Any, socket.socket]]:
     """Each answer to ``requests`` GETs sent on one connection, with the socket that carried it."""
     connection = _connect(emulator)

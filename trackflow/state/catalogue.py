@@ -48,6 +48,9 @@ COUNTER_ID = "#counter"
 KIND = "work"
 HASHES_PER_CHUNK = 4000
 _GET_BATCH = 100  # BatchGetItem's limit
+_TRANSACTION = 100  # TransactWriteItems' limit
+# How DynamoDB refuses a whole transaction: cancelled for one of its items, or too large a request
+_CANCELLED = ("TransactionCanceledException", "ValidationException")
 _POSTING = struct.Struct(">II")
 SAMPLED = 1 << 24  # added to the hash (23 bits) in the key of a sampled posting
 
@@ -250,28 +253,48 @@ class Catalogue:
     def _update_postings(
         self, number: int, keys: np.ndarray, times: np.ndarray, action: str
     ) -> None:
+        """``ADD`` (or ``DELETE``) each hash's postings, a hundred hashes a request in one
+        TransactWriteItems: each update stays atomic, and a join takes a hundredth of the
+        requests, whose fixed costs (signing, hooks, HTTP) were nearly all of a posting update's
+        client CPU, at twice the write units (a transactional write costs two). A batch that
+        DynamoDB cancels (a posting list outgrew an item, another transaction held one of its
+        items, a throttle) is written again one hash at a time, which knows what to do in each
+        case."""
         by_hash: dict[int, set[bytes]] = {}
         for h, t in zip(keys.tolist(), times.tolist(), strict=True):
             by_hash.setdefault(h, set()).add(_POSTING.pack(number, t))
+        updates = [
+            {
+                "TableName": self._prints,
+                "Key": {"hash": {"N": str(value)}},
+                "UpdateExpression": f"{action} p :p",
+                "ExpressionAttributeValues": {":p": {"BS": sorted(postings)}},
+            }
+            for value, postings in by_hash.items()
+        ]
 
-        def update(item: tuple[int, set[bytes]]) -> None:
-            value, postings = item
+        def write(batch: list[dict[str, Any]]) -> None:
             try:
-                self._db.update_item(
-                    TableName=self._prints,
-                    Key={"hash": {"N": str(value)}},
-                    UpdateExpression=f"{action} p :p",
-                    ExpressionAttributeValues={":p": {"BS": sorted(postings)}},
-                )
+                self._db.transact_write_items(TransactItems=[{"Update": u} for u in batch])
             except ClientError as error:
-                # A hash so common that its postings fill an item says nothing about any one
-                # work: like a stop word, it is left out (the other hashes carry the match).
-                if "size has exceeded" not in str(error):
+                if error.response.get("Error", {}).get("Code") not in _CANCELLED:
                     raise
-                log.info("fingerprint_hash_saturated", hash=value)
+                for update in batch:
+                    self._update_posting(update)
 
+        batches = [updates[i : i + _TRANSACTION] for i in range(0, len(updates), _TRANSACTION)]
         with ThreadPoolExecutor(self._threads) as pool:
-            list(pool.map(update, by_hash.items()))
+            list(pool.map(write, batches))
+
+    def _update_posting(self, update: dict[str, Any]) -> None:
+        try:
+            self._db.update_item(**update)
+        except ClientError as error:
+            # A hash so common that its postings fill an item says nothing about any one
+            # work: like a stop word, it is left out (the other hashes carry the match).
+            if "size has exceeded" not in str(error):
+                raise
+            log.info("fingerprint_hash_saturated", hash=update["Key"]["hash"]["N"])
 
     def lookup(
         self, hashes: np.ndarray, *, sampled: bool = False
