@@ -450,7 +450,7 @@ def _back_up_transactions_by_item() -> None:
             key = op.get("Key") or op.get("Item") or {}
             names = [table.hash_key_attr, table.range_key_attr] if table else []
             if not names or any(name and name not in key for name in names):
-                continue  # moto refuses the transaction for it, before writing anything
+                continue  # moto writes nothing for it, and cancels the transaction
             hash_key, range_key = (DynamoType(key[n]) if n else None for n in names)
             item = table.get_item(hash_key, range_key)
             backups.append((table, hash_key, range_key, copy.deepcopy(item)))
