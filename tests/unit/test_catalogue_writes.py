@@ -36,6 +36,12 @@ def _postings(number: int, values: list[int]) -> tuple[np.ndarray, np.ndarray, l
     return np.array(values, dtype=np.int64), np.array(times, dtype=np.uint32), packed
 
 
+def _add_postings(dynamodb: Any, keys: np.ndarray, times: np.ndarray) -> None:
+    Catalogue(dynamodb, "catalogue", "fingerprints", threads=1)._update_postings(
+        7, keys, times, "ADD"
+    )
+
+
 def test_a_cancelled_batch_is_written_one_hash_at_a_time_leaving_out_a_full_one(dynamodb: Any):
     keys, times, packed = _postings(7, [11, 12, 13])
     updates = [_update(v, p) for v, p in zip([11, 12, 13], packed, strict=True)]
@@ -54,9 +60,7 @@ def test_a_cancelled_batch_is_written_one_hash_at_a_time_leaving_out_a_full_one(
         )
         stub.add_response("update_item", {}, updates[2])
 
-        Catalogue(dynamodb, "catalogue", "fingerprints", threads=1)._update_postings(
-            7, keys, times, "ADD"
-        )
+        _add_postings(dynamodb, keys, times)
 
         stub.assert_no_pending_responses()
 
@@ -67,9 +71,7 @@ def test_any_other_refusal_is_raised(dynamodb: Any):
         stub.add_client_error("transact_write_items", service_error_code="AccessDeniedException")
 
         with pytest.raises(ClientError, match="AccessDenied"):
-            Catalogue(dynamodb, "catalogue", "fingerprints", threads=1)._update_postings(
-                7, keys, times, "ADD"
-            )
+            _add_postings(dynamodb, keys, times)
 
 
 def test_postings_go_a_hundred_hashes_a_transaction(dynamodb: Any):
@@ -83,8 +85,6 @@ def test_postings_go_a_hundred_hashes_a_transaction(dynamodb: Any):
                 {"TransactItems": [{"Update": u} for u in updates[start : start + 100]]},
             )
 
-        Catalogue(dynamodb, "catalogue", "fingerprints", threads=1)._update_postings(
-            7, keys, times, "ADD"
-        )
+        _add_postings(dynamodb, keys, times)
 
         stub.assert_no_pending_responses()
