@@ -32,6 +32,7 @@ from botocore.exceptions import ClientError
 from trackflow.logs import get_logger
 from trackflow.state.dynamo import (
     Update,
+    batches,
     from_item,
     is_condition_failure,
     now_iso,
@@ -175,8 +176,8 @@ class Catalogue:
         """Works that can match, by number (removed ones are left out)."""
         ids = [f"w{n:08d}" for n in sorted(set(numbers))]
         found: dict[int, dict[str, Any]] = {}
-        for start in range(0, len(ids), _GET_BATCH):
-            keys = [to_item({"work_id": i}) for i in ids[start : start + _GET_BATCH]]
+        for batch in batches(ids, _GET_BATCH):
+            keys = [to_item({"work_id": i}) for i in batch]
             for item in self._batch_get(self._works, keys):
                 work = from_item(item)
                 if work.get("status") in MATCHABLE:
@@ -282,9 +283,8 @@ class Catalogue:
                 for update in batch:
                     self._update_posting(update)
 
-        batches = [updates[i : i + _TRANSACTION] for i in range(0, len(updates), _TRANSACTION)]
         with ThreadPoolExecutor(self._threads) as pool:
-            list(pool.map(write, batches))
+            list(pool.map(write, batches(updates, _TRANSACTION)))
 
     def _update_posting(self, update: dict[str, Any]) -> None:
         try:
@@ -303,13 +303,12 @@ class Catalogue:
         works, or of ``sampled`` ones."""
         base = SAMPLED if sampled else 0
         values = [int(h) + base for h in np.unique(hashes)]
-        batches = [
-            [{"hash": {"N": str(v)}} for v in values[start : start + _GET_BATCH]]
-            for start in range(0, len(values), _GET_BATCH)
-        ]
+        keys = [{"hash": {"N": str(v)}} for v in values]
         result: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         with ThreadPoolExecutor(self._threads) as pool:
-            for items in pool.map(lambda keys: self._batch_get(self._prints, keys), batches):
+            for items in pool.map(
+                lambda batch: self._batch_get(self._prints, batch), batches(keys, _GET_BATCH)
+            ):
                 for item in items:
                     if not item.get("p"):
                         continue

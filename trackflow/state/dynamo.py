@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 __all__ = [
     "Update",
+    "batches",
     "from_item",
     "is_condition_failure",
     "now_iso",
@@ -21,6 +22,8 @@ __all__ = [
     "to_item",
     "to_value",
 ]
+
+_T = TypeVar("_T")
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -34,6 +37,12 @@ def now_iso() -> str:
 def parse_iso(value: str) -> datetime:
     """The moment a timestamp from ``now_iso`` names (aware, UTC)."""
     return datetime.fromisoformat(value)  # reads the Z suffix since Python 3.11
+
+
+def batches(items: list[_T], size: int) -> list[list[_T]]:
+    """``items`` in runs of at most ``size``, in order: DynamoDB's batch and transaction
+    requests take a bounded number each."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _to_dynamo(value: Any) -> Any:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from trackflow.state.dynamo import from_item, now_iso, query_page, to_item
+from trackflow.state.dynamo import batches, from_item, now_iso, query_page, to_item
 
 __all__ = ["SocialStore", "decode_cursor", "encode_cursor"]
 
@@ -93,8 +93,8 @@ class SocialStore:
             {"PutRequest": {"Item": to_item({**entry, "user_id": f, "expires_at": expires})}}
             for f in followers
         ]
-        for start in range(0, len(requests), _BATCH):
-            pending = {self._feeds: requests[start : start + _BATCH]}
+        for batch in batches(requests, _BATCH):
+            pending = {self._feeds: batch}
             for attempt in range(8):
                 response = self._db.batch_write_item(RequestItems=pending)
                 pending = response.get("UnprocessedItems") or {}
