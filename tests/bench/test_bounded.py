@@ -54,11 +54,15 @@ def test_copyright_bench(tmp_path: Path):
 
 def test_e2e_bench(tmp_path: Path):
     table = run_bench(
-        "bench.e2e", "--tracks", "2", "--minutes", "0.25", "--probe-minutes", "0.25", cwd=tmp_path
+        "bench.e2e",
+        *("--tracks", "2", "--minutes", "0.25", "--probe-minutes", "0.25", "--rounds", "2"),
+        cwd=tmp_path,
     )
     assert "ratio system / bare" in table and "critical path" in table
+    assert "the median of 2 rounds" in table and "round 2" in table
     assert "CPU seconds, all of the stack" in table and "background work" in table
     report = json.loads((tmp_path / ".trackflow" / "bench" / "e2e.json").read_text())
+    assert report["ratio"] in [r["ratio"] for r in report["rounds"]]
     # the emulator's CPU by the stack process that asked: the catalogue joins are the bulk lane's
     callers = {(row["caller"], row["operation"]) for row in report["emulator_cpu_s"]}
     assert ("trackflow-worker-io-bulk", "DynamoDB UpdateItem") in callers
