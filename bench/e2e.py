@@ -1,6 +1,6 @@
 """The whole system against the bare media work on the same cores (`make bench-e2e`).
 
-A batch of generated tracks (tagged, with cover art) is processed twice in one run:
+A batch of generated tracks (tagged, with cover art) is processed both ways in one run, in turns:
 
 1. bare: the media core of every step called directly, one track per process, in a pool of as
    many processes as cores (batch-scheduled, as the CPU workers are); no Celery, SQS, S3 or
