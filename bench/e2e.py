@@ -379,7 +379,7 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
         (measured.wall_s / statistics.mean((bares[n].wall_s, bares[n + 1].wall_s)), n)
         for n, measured in enumerate(systems)
     ]
-    middle = statistics.median_low(rounds)[1]
+    ratio, middle = statistics.median_low(rounds)
     before, measured, after = bares[middle], systems[middle], bares[middle + 1]
     wall, batch, cpu = measured.wall_s, measured.batch, measured.cpu
     followed, background = measured.followed_s, measured.background_s
@@ -402,7 +402,6 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
     latencies = [latency for _, latency in batch]
     path = critical_path(alone)
     in_steps = sum(float(s.get("duration_s", 0)) for s in alone["steps"].values())
-    ratio = wall / bare_wall
     print(f"\n{args.tracks} tracks × {args.minutes:g} min on {cores} cores\n")
     print(f"{'':<38}{'seconds':>10}")
     print(
