@@ -84,10 +84,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "is_secure": endpoint is None or endpoint.scheme == "https",
             "predefined_queues": predefined,
             "wait_time_seconds": settings.broker_wait_time_s,
-            # With long polls, a poll comes back empty only after wait_time_seconds; what this
-            # paces is the check for a free slot while every one is busy. A step that launches
-            # the next stage holds its slot until it is acknowledged, so the last of the
-            # stage's steps waited for that check: 0.08 s on average at 0.1 (measured).
+            # The pause after a long poll that came back empty (after wait_time_seconds). A
+            # worker with no free slot is not polled: the ack that frees one reads again
+            # (broker.py).
             "polling_interval": 0.01,
             "client-config": {"user_agent": user_agent()},  # kombu's own SQS client, for sends
         },

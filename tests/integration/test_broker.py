@@ -1,9 +1,11 @@
 """The Celery broker's transport: one SQS client per process serves every queue, built when a
-worker process starts rather than by its first step."""
+worker process starts rather than by its first step; failed receives asked again after a growing
+pause; a worker with no free slot waiting for one rather than polling."""
 
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 from trackflow.tasks import broker
 from trackflow.tasks.app import app
@@ -29,15 +31,27 @@ def test_one_sqs_client_serves_every_queue_and_warm_up_builds_it(settings: Setti
         channel.new_sqs_client(settings.region, *credentials)
 
 
+class _Timer:
+    cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
 class _Hub:
     def __init__(self) -> None:
         self.pauses: list[float] = []
+        self.calls: list[tuple[float, str, tuple[object, ...]]] = []
+        self.timers: list[_Timer] = []
 
-    def call_later(self, delay: float, callback: object, *args: object) -> None:
+    def call_later(self, delay: float, callback: object, *args: object) -> _Timer:
         self.pauses.append(delay)
+        self.calls.append((delay, getattr(callback, "__name__", ""), args))
+        self.timers.append(_Timer())
+        return self.timers[-1]
 
-    def call_soon(self, callback: object, *args: object) -> None:
-        self.pauses.append(0.0)
+    def call_soon(self, callback: object, *args: object) -> _Timer:
+        return self.call_later(0.0, callback, *args)
 
 
 class _Answer:
@@ -68,5 +82,38 @@ def test_failed_receives_are_read_as_empty_and_asked_again_after_a_growing_pause
         sqs.failed_receives = 0  # a good answer resets the count
         channel._loop1(queue, 0)
         assert hub.pauses[-1] == app.conf.broker_transport_options["polling_interval"]
+    loop.close()
+    set_event_loop(None)
+
+
+def test_a_worker_with_no_free_slot_waits_for_one_to_free_rather_than_polling(
+    settings: Settings,
+):
+    from kombu.asynchronous import Hub, set_event_loop
+
+    queue = settings.queue(WorkerGroup.CPU, Lane.STANDARD)
+    loop = Hub()
+    set_event_loop(loop)  # the async client's; the scheduling is asked of the recording hub
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        channel.hub = hub = _Hub()
+        channel._active_queues.append(queue)
+        channel.basic_qos(prefetch_count=1)
+        channel.qos.append(SimpleNamespace(delivery_info={}), "busy")  # the one slot, taken
+        channel._schedule_queue(queue)
+        # no read, and no poll every polling_interval: a look a second later
+        assert hub.calls == [(1.0, "_read_again", (queue,))]
+        [look] = hub.timers
+        channel._read_again(queue)  # the look: the slot is still taken, so another
+        assert hub.calls[1:] == [(1.0, "_read_again", (queue,))]
+        assert look.cancelled  # (it had fired) and no second chain of looks grows beside it
+        hub.calls.clear()
+        channel.basic_ack("busy")  # the step is done: its slot is free, and it reads at once
+        assert not channel._waiting_for_slot
+        assert all(timer.cancelled for timer in hub.timers)
+        for _ in range(3):  # a late look, or a second ack's wake-up, finds nothing to do
+            channel._read_again(queue)
+        assert hub.calls == []
+        assert not channel._waiting_for_slot
     loop.close()
     set_event_loop(None)
