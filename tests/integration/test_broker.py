@@ -5,7 +5,10 @@ pause; a worker with no free slot waiting for one rather than polling."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
+from typing import Any
 
 from trackflow.tasks import broker
 from trackflow.tasks.app import app
@@ -39,19 +42,41 @@ class _Timer:
 
 
 class _Hub:
+    """Records what the channel asks of the event loop, and runs none of it."""
+
     def __init__(self) -> None:
-        self.pauses: list[float] = []
         self.calls: list[tuple[float, str, tuple[object, ...]]] = []
         self.timers: list[_Timer] = []
 
+    @property
+    def pauses(self) -> list[float]:
+        return [delay for delay, _, _ in self.calls]
+
     def call_later(self, delay: float, callback: object, *args: object) -> _Timer:
-        self.pauses.append(delay)
         self.calls.append((delay, getattr(callback, "__name__", ""), args))
         self.timers.append(_Timer())
         return self.timers[-1]
 
     def call_soon(self, callback: object, *args: object) -> _Timer:
         return self.call_later(0.0, callback, *args)
+
+
+@contextmanager
+def _channel_on_recording_hub(settings: Settings) -> Iterator[tuple[Any, _Hub, str]]:
+    """A channel of the CPU queue's worker, whose scheduling is asked of a recording hub (the
+    async SQS client still needs a real loop, which is never run)."""
+    from kombu.asynchronous import Hub, set_event_loop
+
+    loop = Hub()
+    set_event_loop(loop)
+    try:
+        with app.connection_for_read() as connection:
+            channel = connection.default_channel
+            channel.hub = hub = _Hub()
+            yield channel, hub, settings.queue(WorkerGroup.CPU, Lane.STANDARD)
+    finally:
+        loop.close()
+        set_event_loop(None)
 
 
 class _Answer:
@@ -65,14 +90,7 @@ class _Answer:
 def test_failed_receives_are_read_as_empty_and_asked_again_after_a_growing_pause(
     settings: Settings,
 ):
-    from kombu.asynchronous import Hub, set_event_loop
-
-    queue = settings.queue(WorkerGroup.CPU, Lane.STANDARD)
-    loop = Hub()
-    set_event_loop(loop)  # the async client's; the pauses are asked of the recording hub
-    with app.connection_for_read() as connection:
-        channel = connection.default_channel
-        channel.hub = hub = _Hub()
+    with _channel_on_recording_hub(settings) as (channel, hub, queue):
         sqs = channel.asynsqs(queue)
         answers = [_Answer(503), _Answer(400, b"<Code>ThrottlingException</Code>")] * 4
         for answer in answers:
@@ -82,21 +100,12 @@ def test_failed_receives_are_read_as_empty_and_asked_again_after_a_growing_pause
         sqs.failed_receives = 0  # a good answer resets the count
         channel._loop1(queue, 0)
         assert hub.pauses[-1] == app.conf.broker_transport_options["polling_interval"]
-    loop.close()
-    set_event_loop(None)
 
 
 def test_a_worker_with_no_free_slot_waits_for_one_to_free_rather_than_polling(
     settings: Settings,
 ):
-    from kombu.asynchronous import Hub, set_event_loop
-
-    queue = settings.queue(WorkerGroup.CPU, Lane.STANDARD)
-    loop = Hub()
-    set_event_loop(loop)  # the async client's; the scheduling is asked of the recording hub
-    with app.connection_for_read() as connection:
-        channel = connection.default_channel
-        channel.hub = hub = _Hub()
+    with _channel_on_recording_hub(settings) as (channel, hub, queue):
         channel._active_queues.append(queue)
         channel.basic_qos(prefetch_count=1)
         channel.qos.append(SimpleNamespace(delivery_info={}), "busy")  # the one slot, taken
@@ -115,5 +124,3 @@ def test_a_worker_with_no_free_slot_waits_for_one_to_free_rather_than_polling(
             channel._read_again(queue)
         assert hub.calls == []
         assert not channel._waiting_for_slot
-    loop.close()
-    set_event_loop(None)
