@@ -63,8 +63,8 @@ _clients: dict[tuple[Any, ...], tuple[tuple[str | None, ...], Any]] = {}
 
 class Channel(SQS.Channel):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
         self._waiting_for_slot: dict[str, Any] = {}  # queue: its once-a-second look
+        super().__init__(*args, **kwargs)  # (which may set the prefetch: _slot_freed reads it)
 
     def new_sqs_client(
         self,
