@@ -57,9 +57,6 @@ class _Hub:
         self.timers.append(_Timer())
         return self.timers[-1]
 
-    def call_soon(self, callback: object, *args: object) -> _Timer:
-        return self.call_later(0.0, callback, *args)
-
 
 @contextmanager
 def _channel_on_recording_hub(settings: Settings) -> Iterator[tuple[Any, _Hub, str]]:
