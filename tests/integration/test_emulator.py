@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import email.utils
 import http.client
+import json
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from trackflow.aws import client_kwargs
-from trackflow.emulator import _KeepAliveHandler, cpu_by_caller
+from trackflow.emulator import _KeepAliveHandler, _tables_named, cpu_by_caller
 from trackflow.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("emulator")
@@ -129,6 +132,68 @@ def test_a_cancelled_transaction_leaves_every_item_as_it_was(settings: Settings)
     assert cancelled.value.response["Error"]["Code"] == "TransactionCanceledException"
     assert after_cancel == ["1", None, "1"]
     assert after_commit == ["2", "2"]
+
+
+def test_a_request_waits_only_for_requests_on_its_own_tables(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    """A transaction on the feeds table, held inside the emulator, keeps no track write waiting."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    dynamodb = boto3.session.Session().client("dynamodb", **client_kwargs(settings))
+    entered, release = threading.Event(), threading.Event()
+    transact = DynamoDBBackend.transact_write_items
+
+    def held(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        entered.set()
+        release.wait(30)
+        transact(self, transact_items)
+
+    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", held)
+    entry = {"user_id": {"S": "held-fan"}, "entry": {"S": "e1"}}
+    track = {"track_id": {"S": "beside-the-held-transaction"}}
+    with ThreadPoolExecutor(2) as pool:
+        in_feeds = pool.submit(
+            dynamodb.transact_write_items,
+            TransactItems=[{"Put": {"TableName": settings.table("feeds"), "Item": entry}}],
+        )
+        assert entered.wait(10)
+        in_tracks = pool.submit(dynamodb.put_item, TableName=settings.table("tracks"), Item=track)
+        try:
+            in_tracks.result(timeout=10)
+            written_while_held = not in_feeds.done()
+        finally:
+            release.set()
+        in_feeds.result(timeout=10)
+    dynamodb.delete_item(TableName=settings.table("tracks"), Key=track)
+    dynamodb.delete_item(TableName=settings.table("feeds"), Key=entry)
+
+    assert written_while_held
+
+
+@pytest.mark.parametrize(
+    ("request_body", "tables"),
+    [
+        ({"TableName": "tracks", "Key": {}}, ["tracks"]),
+        ({"RequestItems": {"b": {"Keys": []}, "a": {"Keys": []}}}, ["a", "b"]),
+        (
+            {
+                "TransactItems": [
+                    {"Update": {"TableName": "prints"}},
+                    {"Put": {"TableName": "arn:aws:dynamodb:eu-west-1:1:table/works"}},
+                    {"ConditionCheck": {"TableName": "prints"}},
+                ]
+            },
+            ["prints", "works"],
+        ),
+        ({}, None),  # ListTables
+        ({"Statement": "SELECT * FROM tracks"}, None),
+        ({"TransactItems": "not a list"}, None),
+    ],
+)
+def test_the_tables_a_dynamodb_request_names(request_body: dict, tables: list[str] | None):
+    assert _tables_named(json.dumps(request_body).encode()) == tables
+    assert _tables_named(b"{not json") is None
 
 
 def _answers_on_one_connection(emulator: str, requests: int) -> list[tuple[Any, socket.socket]]:
