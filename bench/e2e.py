@@ -137,24 +137,13 @@ def _when(iso: str) -> float:
 
 
 def queue_waits(track: dict[str, Any]) -> dict[str, float]:
-    """Per step, seconds between being ready (its stage launched, or the step before it in its
-    branch finished) and starting: time in a queue, or waiting for a free worker slot."""
-    from trackflow.track import STAGES
+    """Per finished step, seconds between being ready and starting its work: time in a queue,
+    waiting for a free worker slot, or for a core."""
+    from trackflow.track import queued_s
 
-    steps, launched = track["steps"], track.get("stages", {})
-    waits = {}
-    for stage in STAGES:
-        if stage.name not in launched:
-            continue
-        for branch in stage.branches:
-            ready = _when(launched[stage.name])
-            for name in branch:
-                step = steps.get(name, {})
-                if "started_at" not in step or "finished_at" not in step:
-                    break
-                waits[name] = max(0.0, _when(step["started_at"]) - ready)
-                ready = _when(step["finished_at"])
-    return waits
+    finished = [name for name, step in track["steps"].items() if "finished_at" in step]
+    waits = {name: queued_s(track, name) for name in finished}
+    return {name: wait for name, wait in waits.items() if wait is not None}
 
 
 def overhead_parts(track: dict[str, Any], uploaded: float) -> dict[str, float]:

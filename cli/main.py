@@ -165,6 +165,7 @@ def consumer() -> None:
 def worker(group: str, lane: str, concurrency: int | None) -> None:
     """Run a Celery worker for one worker group and lane."""
     from trackflow.tasks.app import app
+    from trackflow.tasks.runtime import take_turns_at_cores
 
     from trackflow.capacity import schedule_as_batch
 
@@ -174,6 +175,10 @@ def worker(group: str, lane: str, concurrency: int | None) -> None:
         # its pool processes and their ffmpeg inherit it; the priority lane's keep the right
         # to preempt, as the uploads it serves are waited for
         schedule_as_batch()
+    if WorkerGroup(group) is WorkerGroup.CPU and Lane(lane) is Lane.STANDARD:
+        # the backlog's lane: its steps share no core while others wait (the small priority
+        # and bulk lanes take none, so that they never wait behind it)
+        take_turns_at_cores(settings, os.cpu_count() or 2)
     if Lane(lane) is Lane.BULK:
         # Work no upload waits for: on a host shared with the pipeline's workers it gets only
         # the CPU they leave (measured in `make bench-e2e`); alone on its hosts, as in AWS, all.

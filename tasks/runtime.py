@@ -14,7 +14,8 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 from trackflow.media import probe
 from trackflow.tasks.app import app, routed
 from trackflow.tasks.cache import ObjectCache
+from trackflow.tasks.cores import CoreLeases
 
 from trackflow import aws
 from trackflow.capacity import cpu_seconds
@@ -34,9 +36,16 @@ from trackflow.logs import bind, get_logger, unbind
 from trackflow.settings import Lane, Settings, get_settings
 from trackflow.state.dynamo import now_iso
 from trackflow.state.tracks import StepStart, TrackStore
-from trackflow.track import ACTIVE, STEP_BY_NAME, STEP_DONE, Status, StepStatus
+from trackflow.track import ACTIVE, STEP_BY_NAME, STEP_DONE, Status, StepStatus, queued_s
 
-__all__ = ["StepContext", "StepResult", "object_cache", "step", "track_store"]
+__all__ = [
+    "StepContext",
+    "StepResult",
+    "object_cache",
+    "step",
+    "take_turns_at_cores",
+    "track_store",
+]
 
 log = get_logger(__name__)
 
@@ -202,13 +211,15 @@ def run_step(
     log.info("step_started", attempt=track["steps"][name]["attempts"])
     workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_workdir_root(settings)))
     try:
-        cpu_before = cpu_seconds()
-        result = body(StepContext(track, name, settings, workdir, task.request.id or ""))
+        with _core_turn(track, name, settings):
+            started_at, cpu_before = now_iso(), cpu_seconds()
+            result = body(StepContext(track, name, settings, workdir, task.request.id or ""))
+            cpu_s = cpu_seconds() - cpu_before
         done = store.finish_step(
             track_id,
             name,
-            started_at=track["steps"][name]["started_at"],
-            cpu_s=cpu_seconds() - cpu_before,
+            started_at=started_at,
+            cpu_s=cpu_s,
             fields=result.fields,
             outputs=result.outputs,
         )
@@ -237,6 +248,34 @@ def run_step(
         _retry_or_fail(task, track, name, error)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+_core_leases: CoreLeases | None = None
+
+
+def take_turns_at_cores(settings: Settings, cores: int) -> None:
+    """Make this worker's steps take turns at the host's ``cores`` (see ``trackflow.tasks.cores``);
+    called before the worker forks its pool, whose processes inherit it."""
+    global _core_leases
+    _core_leases = CoreLeases(Path(settings.data_dir) / "cores", cores)
+
+
+@contextmanager
+def _core_turn(track: Mapping[str, Any], name: str, settings: Settings) -> Iterator[None]:
+    if _core_leases is None:
+        yield
+        return
+    waited = queued_s(track, name)
+    queued = waited is None or waited > settings.core_share_within_s
+    # a step that waited this long shares a core rather than wait on: most of its time limit
+    # stays for its work
+    patience = settings.task_time_limit(STEP_BY_NAME[name].group) / 4
+    with _core_leases.turn(wait_s=patience if queued else 0.0) as turn:
+        if not turn.leased:
+            log.info("step_sharing_a_core", queued=queued, waited_s=round(turn.waited_s, 2))
+        elif turn.waited_s >= 0.01:
+            log.info("step_waited_for_a_core", waited_s=round(turn.waited_s, 2))
+        yield
 
 
 def _workdir_root(settings: Settings) -> Path:

@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     retry_backoff_max_s: int = 60
     broker_wait_time_s: int = 10  # SQS long poll
     cache_max_bytes: int = 10 * 1024**3  # each worker host's local copy of uploads
+    # A CPU step that finds every core of its host busy waits for one (tasks/cores.py), unless
+    # it started this soon after becoming ready: then nothing was queued, and it shares a core.
+    core_share_within_s: float = 1.0
     stalled_after_s: int = 300  # nothing running and no change for this long: messages lost
     stuck_after_s: int = 2400  # no change for this long, even with a step running (> limits)
     sweep_interval_s: float = 60.0

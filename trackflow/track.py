@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "first_unfinished_stage",
     "progress",
     "public_record",
+    "queued_s",
 ]
 
 
@@ -120,6 +122,27 @@ def first_unfinished_stage(steps: Mapping[str, Mapping[str, Any]]) -> Stage | No
         ),
         None,
     )
+
+
+def queued_s(track: Mapping[str, Any], step: str) -> float | None:
+    """Seconds between ``step`` being ready (its stage launched, or the step before it in its
+    branch finished) and its start; None unless both are recorded."""
+    ready, started = _ready_at(track, step), track["steps"].get(step, {}).get("started_at")
+    if ready is None or started is None:
+        return None
+    waited = datetime.fromisoformat(started) - datetime.fromisoformat(ready)
+    return max(0.0, waited.total_seconds())
+
+
+def _ready_at(track: Mapping[str, Any], step: str) -> str | None:
+    for stage in STAGES:
+        for branch in stage.branches:
+            if step in branch:
+                position = branch.index(step)
+                if position == 0:
+                    return track.get("stages", {}).get(stage.name)
+                return track["steps"].get(branch[position - 1], {}).get("finished_at")
+    raise KeyError(step)
 
 
 def progress(status: str, steps: Mapping[str, Mapping[str, Any]]) -> int:

@@ -15,7 +15,7 @@ from trackflow.emails import compose
 from trackflow.keys import media_key, parse_upload_key, safe_filename, upload_key
 from trackflow.settings import Settings, resource_names
 from trackflow.state.dynamo import Update, from_item, to_item
-from trackflow.track import STEP_NAMES, initial_steps, progress, public_record
+from trackflow.track import STEP_NAMES, initial_steps, progress, public_record, queued_s
 
 TRACK_ID = "0123456789abcdef0123456789abcdef"
 
@@ -63,6 +63,27 @@ def test_progress_is_weighted_and_complete_only_when_terminal():
         steps[name]["status"] = "succeeded"
     assert progress("processing", steps) == 99  # all done, not yet marked published
     assert progress("published", steps) == 100
+
+
+def test_a_step_is_queued_from_its_stage_launch_or_the_step_before_it_in_its_branch():
+    track = {
+        "stages": {"checks": "2026-01-01T00:00:00.000Z"},
+        "steps": {
+            "analyse_waveform": {
+                "started_at": "2026-01-01T00:00:00.250Z",
+                "finished_at": "2026-01-01T00:00:04.000Z",
+            },
+            "normalise_audio": {"started_at": "2026-01-01T00:00:07.500Z"},
+            "transcode_128": {"started_at": "2026-01-01T00:00:09.000Z"},
+            "check_copyright": {"status": "pending"},
+        },
+    }
+    assert queued_s(track, "analyse_waveform") == 0.25  # from the stage's launch
+    assert queued_s(track, "normalise_audio") == 3.5  # from analyse_waveform's end
+    assert queued_s(track, "transcode_128") is None  # its stage was not launched
+    assert queued_s(track, "check_copyright") is None  # not started
+    with pytest.raises(KeyError):
+        queued_s(track, "no_such_step")
 
 
 def test_public_record_hides_bookkeeping():

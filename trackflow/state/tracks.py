@@ -227,10 +227,11 @@ class TrackStore:
         outputs: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Record the step's success with its results (and the CPU seconds it took), in one
-        write."""
+        write; ``started_at`` is when its work began (after any wait for a core)."""
         u = Update()
         now = now_iso()
         u.set(("steps", step, "status"), str(StepStatus.SUCCEEDED))
+        u.set(("steps", step, "started_at"), started_at)
         u.set(("steps", step, "finished_at"), now)
         u.set(("steps", step, "duration_s"), _seconds_between(started_at, now))
         if cpu_s is not None:

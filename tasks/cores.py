@@ -1,0 +1,82 @@
+"""Turns at the host's cores for CPU steps: no more media work at once than there are cores.
+
+A CPU worker keeps one process more than the host has cores, so that the three steps a stage
+starts at once start together on an idle stack rather than the third waiting for the first to
+end. In a backlog that third process would put three media steps on two cores for the whole
+batch, and sharing costs the media work itself 13-16% more CPU than alone (`make bench-e2e`,
+measured: the encodes' CPU, system/bare, was 1.13-1.16 with three processes on two cores and
+0.93-1.00 with two). So a step takes a lease on a core first, and one that finds every core
+leased waits for one, unless it was not queued at all, which only happens on a stack with
+nothing else to do.
+
+A lease is an exclusive ``flock`` on one of ``count`` files: the kernel frees it when its holder
+ends, however it ends (even killed at its hard time limit), so no lease outlives its step.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["CoreLeases", "Turn"]
+
+# How often a waiting step looks for a freed lease: any core that frees is busy again within
+# this, at about 150 µs of CPU a second of waiting.
+_LOOK_EVERY_S = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """How a step came to run: on a leased core or sharing one, after waiting how long."""
+
+    leased: bool
+    waited_s: float
+
+
+class CoreLeases:
+    """``count`` leases, one per core of this host, shared by every process that names the same
+    ``directory``."""
+
+    def __init__(self, directory: Path, count: int) -> None:
+        if count < 1:
+            raise ValueError("a host has at least one core")
+        directory.mkdir(parents=True, exist_ok=True)
+        self.paths = [directory / f"core-{n}.lease" for n in range(count)]
+
+    def take(self) -> int | None:
+        """A free lease (its file descriptor; closing it frees the lease), or None if all are
+        held. Each call opens its own files: a lock is held by an open file, and a descriptor
+        opened before a fork would be shared by the pool processes forked from it."""
+        for path in self.paths:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
+            return fd
+        return None
+
+    @contextmanager
+    def turn(self, *, wait_s: float) -> Iterator[Turn]:
+        """Hold a core for the block, waiting up to ``wait_s`` for one to free; past that the
+        block runs anyway, sharing a core, so that a step stuck holding one delays the others
+        rather than failing them."""
+        began = time.monotonic()
+        fd = self.take()
+        while fd is None and time.monotonic() - began < wait_s:
+            time.sleep(_LOOK_EVERY_S)
+            fd = self.take()
+        try:
+            yield Turn(leased=fd is not None, waited_s=time.monotonic() - began)
+        finally:
+            if fd is not None:
+                os.close(fd)
