@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import threading
 import unicodedata
 from pathlib import Path
 
 import pytest
 from mutagen.mp3 import MP3
 from PIL import Image
+from trackflow.cli.stack import Stack
 from trackflow.media.samples import SampleTrack, write_track
+from trackflow.tasks.cores import CoreLeases
 
 from tests.support.stack import (
     client_for,
@@ -24,8 +28,8 @@ from tests.support.stack import (
 )
 from trackflow import aws
 from trackflow.keys import rendition_artifact
-from trackflow.settings import Settings
-from trackflow.track import STEP_NAMES
+from trackflow.settings import Settings, WorkerGroup
+from trackflow.track import STEP_BY_NAME, STEP_NAMES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("stack")]
 
@@ -161,3 +165,35 @@ def test_keys_with_spaces_plus_percent_emoji_and_either_unicode_form_reach_their
         assert track["status"] == "published", track.get("error")
         assert track["metadata"]["tags"]["title"] == f"Title {form}"
         assert track["source"]["key"].endswith(f"/{track_id}/{unicodedata.normalize('NFC', name)}")
+
+
+def test_steps_of_an_idle_stack_share_cores_rather_than_wait(
+    settings: Settings, stack: Stack, tmp_path: Path
+):
+    """Every core of the host is leased (by this test): the worker's steps, which start as soon
+    as they are ready, share a core rather than wait for one."""
+    leases = CoreLeases(Path(settings.data_dir) / "cores", os.cpu_count() or 2)
+    held = [leases.take() for _ in leases.paths]
+    assert None not in held, "a core is leased while nothing runs"
+    given_back = threading.Lock()
+
+    def give_back() -> None:
+        if given_back.acquire(blocking=False):
+            for fd in held:
+                os.close(fd)
+
+    # a step slow to start (a loaded machine) waits for a core: it gets one, and the test fails
+    safety = threading.Timer(60, give_back)
+    safety.start()
+    try:
+        path = write_track(SampleTrack("Crowd", "Shares", seconds=6, seed=9), tmp_path / "c.mp3")
+        track = upload_and_wait(client_for(settings, "e2e-dave"), path)
+    finally:
+        safety.cancel()
+        give_back()
+    assert track["status"] == "published", track.get("error")
+    log = (stack.log_dir / "worker-cpu-standard.log").read_text().splitlines()
+    turns = [json.loads(line) for line in log if track["track_id"] in line and "core" in line]
+    shared = {t["step"] for t in turns if t["event"] == "step_sharing_a_core" and not t["queued"]}
+    cpu_steps = {name for name in STEP_NAMES if STEP_BY_NAME[name].group is WorkerGroup.CPU}
+    assert shared == cpu_steps, turns
