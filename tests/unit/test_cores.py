@@ -26,18 +26,19 @@ def test_there_are_as_many_leases_as_cores_and_a_closed_one_is_free_again(tmp_pa
         os.close(fd)
 
 
-def test_a_waiting_turn_takes_the_core_that_frees(tmp_path: Path):
-    leases = CoreLeases(tmp_path, 1)
-    holder = leases.take()
-    assert holder is not None
-    threading.Timer(0.2, os.close, (holder,)).start()
+@pytest.mark.parametrize("frees", [0, 1])
+def test_a_waiting_turn_takes_whichever_core_frees_first(tmp_path: Path, frees: int):
+    leases = CoreLeases(tmp_path, 2)
+    holders = [leases.take(), leases.take()]
+    threading.Timer(0.2, os.close, (holders[frees],)).start()
     with leases.turn(wait_s=30) as turn:
         assert turn.leased
         assert 0.15 < turn.waited_s < 5
-        assert leases.take() is None  # the turn holds the only core
+        assert leases.take() is None  # the turn holds the freed core
     fd = leases.take()
     assert fd is not None  # and gave it back
-    os.close(fd)
+    for held in (fd, holders[1 - frees]):
+        os.close(held)
 
 
 @pytest.mark.parametrize("wait_s", [0.0, 0.1])
