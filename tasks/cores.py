@@ -6,8 +6,8 @@ end. In a backlog that third process would put three media steps on two cores fo
 batch, and sharing costs the media work itself 13-16% more CPU than alone (`make bench-e2e`,
 measured: the encodes' CPU, system/bare, was 1.13-1.16 with three processes on two cores and
 0.93-1.00 with two). So a step takes a lease on a core first, and one that finds every core
-leased waits for one, unless it was not queued at all, which only happens on a stack with
-nothing else to do.
+leased waits for one, unless it was not queued at all: a worker process was free the moment it
+became ready, as on an idle stack or at the end of a backlog.
 
 A lease is an exclusive ``flock`` on one of ``count`` files: the kernel frees it when its holder
 ends, however it ends (even killed at its hard time limit), so no lease outlives its step.
