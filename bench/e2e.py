@@ -12,9 +12,10 @@ A batch of generated tracks (tagged, with cover art) is processed both ways in o
    compared with the mean of the bare runs either side of it, and the bench prints both, and
    the share of the cores the hypervisor took (steal) in each phase.
 
-Steps 2 and 3 repeat for ``--rounds`` (three by default), each on a fresh stack. One round's
+Steps 2 and 3 repeat for ``--rounds`` (five by default), each on a fresh stack. One round's
 ratio moved by 0.1 and more between runs of the same code (1.06 to 1.39 on two shared cores,
-measured), more than most changes under test; the bench reports the median round's ratio,
+measured; 1.02 to 1.40 within one run of five), more than most changes under test, and with
+three rounds one such round moved the median; the bench reports the median round's ratio,
 every round's beside it, and the median round's details.
 
 Before the batch, one longer track on the idle stack (after a short warm-up track, as a stack
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracks", type=int, default=6)
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--probe-minutes", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=3, help="system runs, each between bare ones")
+    parser.add_argument("--rounds", type=int, default=5, help="system runs, each between bare ones")
     args = parser.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="trackflow-bench-"))
     status = 1
