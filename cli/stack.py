@@ -62,8 +62,9 @@ def worker_roles(cores: int | None = None) -> list[Role]:
     The extra CPU slot: a track's three encodes (and its checks' three CPU branches) start
     together, and on two slots the third waited for the first to end; sharing the cores,
     they end together sooner (`make bench-e2e`: a 5-minute track published in 24.8 s rather
-    than 26.0 s). Only then: a step that was queued waits for a core instead (tasks/cores.py),
-    so in a backlog the extra slot holds the next step, ready the moment a core frees."""
+    than 26.0 s). That holds on an idle stack only: a step that was queued waits for a free
+    core (tasks/cores.py), so in a backlog the extra slot holds the next step, ready the moment
+    a core frees."""
     cores = cores or os.cpu_count() or 2
     plan = [
         (WorkerGroup.CPU, Lane.STANDARD, cores + 1),
