@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from trackflow.settings import AwsTarget, Settings, get_settings
@@ -48,8 +49,14 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
             connect_timeout=5,
             read_timeout=max(60, settings.broker_wait_time_s + 10),
             max_pool_connections=32,
-            # Emulators serve buckets by path, not by virtual host.
-            s3={"addressing_style": "path" if settings.endpoint_url else "auto"},
+            s3={
+                # Emulators serve buckets by path, not by virtual host.
+                "addressing_style": "path" if settings.endpoint_url else "auto",
+                # Uploads carry a CRC32 of their body either way; over HTTPS botocore already
+                # leaves the body out of the signature, and over an emulator's plain HTTP it
+                # would hash every byte uploaded once more (SHA-256) for nothing.
+                "payload_signing_enabled": False,
+            },
             user_agent=user_agent(),
         ),
     }
@@ -100,20 +107,23 @@ def put_files(
     bucket: str, uploads: Iterable[S3Upload], settings: Settings | None = None
 ) -> dict[str, str]:
     """Upload many files at once: small ones concurrently (aiobotocore) rather than one round
-    trip after another, large ones by multipart upload with bounded memory. Returns each key's
-    ETag."""
+    trip after another, large ones streamed from their file, in one PUT up to
+    ``multipart_upload_bytes`` and by multipart upload above, with bounded memory either way.
+    Returns each key's ETag."""
     settings = settings or get_settings()
     uploads = list(uploads)
     small = [u for u in uploads if u.path.stat().st_size <= SMALL_OBJECT_BYTES]
     large = [u for u in uploads if u not in small]
     etags = _async_s3(settings, os.getpid()).put_all(bucket, small) if small else {}
     s3 = client("s3", settings)
+    transfer = TransferConfig(multipart_threshold=settings.multipart_upload_bytes)
     for upload in large:
         s3.upload_file(
             str(upload.path),
             bucket,
             upload.key,
             ExtraArgs={"ContentType": upload.content_type, "CacheControl": upload.cache_control},
+            Config=transfer,
         )
         etags[upload.key] = s3.head_object(Bucket=bucket, Key=upload.key)["ETag"]
     return etags

@@ -250,11 +250,14 @@ def test_sent_mail_is_listed_while_other_state_changes(settings: Settings):
 
 def test_put_files_stores_small_and_large_files_whole(settings: Settings, tmp_path):
     """Small files go up side by side (on a client kept open from one call to the next), a
-    large one by multipart upload; every object arrives whole, with its headers, and reads back
-    with its checksum checked (boto3 checks the CRC32 of whole objects)."""
+    large one in one streamed PUT, a larger one by multipart upload; every object arrives whole,
+    with its headers, and reads back with its checksum checked (boto3 checks the CRC32 of whole
+    objects)."""
+    settings = settings.model_copy(update={"multipart_upload_bytes": 12 * 1024 * 1024})
     prefix = f"put-files/{uuid.uuid4().hex}"
+    sizes = [10, 1000, 50_000, aws.SMALL_OBJECT_BYTES + 1024 * 1024, 13 * 1024 * 1024]
     files = []
-    for n, size in enumerate([10, 1000, 50_000, aws.SMALL_OBJECT_BYTES + 1024 * 1024]):
+    for n, size in enumerate(sizes):
         path = tmp_path / f"f{n}"
         path.write_bytes(bytes([n]) * size)
         files.append(aws.S3Upload(path, f"{prefix}/f{n}", "application/octet-stream"))
@@ -267,6 +270,8 @@ def test_put_files_stores_small_and_large_files_whole(settings: Settings, tmp_pa
         assert stored["ContentType"] == "application/octet-stream"
         assert stored["CacheControl"] == upload.cache_control
         assert stored["ETag"] == etags[upload.key]
+    # an S3 ETag names the parts of a multipart upload, and only of one
+    assert [etags[f.key].strip('"').partition("-")[2] for f in files[3:]] == ["", "2"]
 
 
 def test_a_stored_file_is_read_back_from_the_cache_and_a_changed_object_is_not(
