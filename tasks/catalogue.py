@@ -40,7 +40,7 @@ log = get_logger(__name__)
 def catalogue_store(settings: Settings | None = None) -> Catalogue:
     settings = settings or get_settings()
     return Catalogue(
-        aws.client("dynamodb", settings),
+        aws.client("dynamodb", settings, validated=False),  # postings by the thousand
         settings.table("catalogue"),
         settings.table("fingerprints"),
     )

@@ -68,16 +68,23 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
 
 
 @functools.cache
-def _client(service: str, settings: Settings, pid: int) -> Any:
+def _client(service: str, settings: Settings, pid: int, validated: bool) -> Any:
     kwargs = client_kwargs(settings)
     if service == "s3":  # presigned URLs and POSTs signed with SigV4: S3 is retiring SigV2
         kwargs["config"] = kwargs["config"].merge(Config(signature_version="s3v4"))
+    if not validated:
+        kwargs["config"] = kwargs["config"].merge(Config(parameter_validation=False))
     return boto3.session.Session().client(service, **kwargs)
 
 
-def client(service: str, settings: Settings | None = None) -> Any:
-    """A boto3 client for ``service`` (s3, sqs, dynamodb, ses), cached per process."""
-    return _client(service, settings or get_settings(), os.getpid())
+def client(service: str, settings: Settings | None = None, *, validated: bool = True) -> Any:
+    """A boto3 client for ``service`` (s3, sqs, dynamodb, ses), cached per process.
+
+    ``validated=False`` leaves out botocore's check of every request against the service model,
+    for requests that one piece of code builds by the thousand in one fixed shape (the copyright
+    catalogue's postings): the service still refuses a malformed one, and for a lookup of a
+    track's 8,800 hashes the check cost a quarter of the client's CPU (0.26 -> 0.19 s)."""
+    return _client(service, settings or get_settings(), os.getpid(), validated)
 
 
 def s3_uri(bucket: str, key: str) -> str:

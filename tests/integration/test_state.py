@@ -9,6 +9,7 @@ import uuid
 
 import numpy as np
 import pytest
+from botocore.exceptions import ClientError
 from trackflow.tasks.cache import ObjectCache
 
 from tests.support.stack import emails_to
@@ -272,6 +273,16 @@ def test_put_files_stores_small_and_large_files_whole(settings: Settings, tmp_pa
         assert stored["ETag"] == etags[upload.key]
     # an S3 ETag names the parts of a multipart upload, and only of one
     assert [etags[f.key].strip('"').partition("-")[2] for f in files[3:]] == ["", "2"]
+
+
+def test_a_request_the_client_does_not_check_is_refused_by_the_service(settings: Settings):
+    """The catalogue's client leaves out botocore's parameter check: a malformed request still
+    fails, with the service's own error."""
+    unchecked = aws.client("dynamodb", settings, validated=False)
+    assert unchecked is not aws.client("dynamodb", settings)
+    with pytest.raises(ClientError) as refused:
+        unchecked.get_item(TableName=settings.table("fingerprints"), Key={})
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
 
 
 def test_a_stored_file_is_read_back_from_the_cache_and_a_changed_object_is_not(
