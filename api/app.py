@@ -17,12 +17,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from starlette.exceptions import HTTPException
-from trackflow.tasks import control, recovery
-from trackflow.tasks.catalogue import catalogue_store
 
-from trackflow import aws
+from trackflow.adapters import aws
+from trackflow.adapters.search import TrackDocument, open_search
+from trackflow.adapters.state.catalogue import WorkStatus
+from trackflow.adapters.state.dynamo import now_iso
+from trackflow.adapters.state.social import SocialStore, decode_cursor, encode_cursor
+from trackflow.adapters.state.tracks import TrackStore
+from trackflow.adapters.state.users import UserStore
 from trackflow.auth import AuthError, Principal, mint_token, verify_token
-from trackflow.keys import (
+from trackflow.domain.keys import (
     PEAKS_ARTIFACT,
     TRACK_ID,
     USER_ID,
@@ -32,15 +36,11 @@ from trackflow.keys import (
     safe_filename,
     upload_key,
 )
+from trackflow.domain.track import STAGES, TERMINAL, Status, initial_steps, public_record
 from trackflow.logs import get_logger
-from trackflow.search import TrackDocument, open_search
 from trackflow.settings import Lane, Settings, get_settings
-from trackflow.state.catalogue import WorkStatus
-from trackflow.state.dynamo import now_iso
-from trackflow.state.social import SocialStore, decode_cursor, encode_cursor
-from trackflow.state.tracks import TrackStore
-from trackflow.state.users import UserStore
-from trackflow.track import STAGES, TERMINAL, Status, initial_steps, public_record
+from trackflow.tasks import control, recovery
+from trackflow.tasks.catalogue import catalogue_store
 
 __all__ = ["create_app"]
 

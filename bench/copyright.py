@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from trackflow.media import fingerprint as fp
 from trackflow.media.ffmpeg import decode_args, read_pcm
 from trackflow.media.samples import RATE, synthesise, write_pcm
-
 from trackflow.settings import Settings
 
 QUERY_KINDS = (
@@ -210,10 +210,10 @@ def dynamodb_cost(hashes: np.ndarray, times: np.ndarray) -> dict[str, float]:
         }
     )
     os.environ.pop("TRACKFLOW_AWS_ENDPOINT_URL", None)
-    from trackflow import aws
-    from trackflow.bootstrap import bootstrap
+    from trackflow.adapters import aws
+    from trackflow.adapters.state.catalogue import Catalogue, WorkStatus, chunk_count
     from trackflow.emulator import EmulatorServer
-    from trackflow.state.catalogue import Catalogue, WorkStatus, chunk_count
+    from trackflow.operations.bootstrap import bootstrap
 
     settings = Settings()
     server = EmulatorServer(port=port).start()

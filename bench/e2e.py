@@ -52,7 +52,7 @@ from bench.media import make_inputs, ours
 def bare_track(track: str) -> dict[str, tuple[float, float]]:
     """Every step's media work on one track, in order; returns each step's wall and CPU
     seconds."""
-    from trackflow.capacity import cpu_seconds
+    from trackflow.tasks.tuning import cpu_seconds
 
     with tempfile.TemporaryDirectory() as work:
         took = {}
@@ -74,7 +74,7 @@ def bare(tracks: list[Path], cores: int) -> BareRun:
     """The media work of every track in a pool of ``cores`` processes, scheduled as batch work
     as the system's CPU workers are: the limit has the same advantage (without it, the same
     work took 9% longer in two processes side by side)."""
-    from trackflow.capacity import schedule_as_batch
+    from trackflow.tasks.tuning import schedule_as_batch
 
     clock = cpu_clock()
     started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -126,13 +126,13 @@ def _slowest_branch_s(stage: Any, steps: dict[str, Any]) -> float:
 
 def critical_path(track: dict[str, Any]) -> float:
     """The longest chain of step times: per stage, its slowest branch."""
-    from trackflow.track import STAGES
+    from trackflow.domain.track import STAGES
 
     return sum(_slowest_branch_s(stage, track["steps"]) for stage in STAGES)
 
 
 def _when(iso: str) -> float:
-    from trackflow.state.dynamo import parse_iso
+    from trackflow.adapters.state.dynamo import parse_iso
 
     return parse_iso(iso).timestamp()
 
@@ -140,7 +140,7 @@ def _when(iso: str) -> float:
 def queue_waits(track: dict[str, Any]) -> dict[str, float]:
     """Per finished step, seconds between being ready and starting its work: time in a queue,
     waiting for a free worker slot, or for a core."""
-    from trackflow.track import queued_s
+    from trackflow.domain.track import queued_s
 
     finished = [name for name, step in track["steps"].items() if "finished_at" in step]
     waits = {name: queued_s(track, name) for name in finished}
@@ -149,7 +149,7 @@ def queue_waits(track: dict[str, Any]) -> dict[str, float]:
 
 def overhead_parts(track: dict[str, Any], uploaded: float) -> dict[str, float]:
     """Where one track's latency beyond its critical path goes; the parts add up to it."""
-    from trackflow.track import STAGES
+    from trackflow.domain.track import STAGES
 
     steps, launched = track["steps"], track["stages"]
     parts = {"upload to first stage launched": _when(launched[STAGES[0].name]) - uploaded}
@@ -171,9 +171,8 @@ def wait_until_quiet(settings: Any, timeout_s: float = 600.0) -> float:
     """Wait until no message is queued, in flight or delayed in any worker queue (the background
     work that follows a publication, such as the catalogue joining the track, is done); returns
     the seconds waited."""
-    from trackflow.tasks.recovery import lane_idle
-
     from trackflow.settings import Lane
+    from trackflow.tasks.recovery import lane_idle
 
     started = time.perf_counter()
     while not all(lane_idle(settings, lane) for lane in Lane):
@@ -199,7 +198,7 @@ def _follow(
     are: a GET per track every poll was a load on the API and the emulator (a CPU second in a
     6-track batch) that a client following many uploads need not make. The times come from the
     records, not from the polling, so a slow poll loses nothing."""
-    from trackflow.track import TERMINAL
+    from trackflow.domain.track import TERMINAL
 
     finished: dict[str, dict] = {}
     while True:
@@ -246,10 +245,9 @@ def system(tracks: list[Path], probe: Path, warm_up: Path, cores: int) -> System
 
     Each phase starts on a quiet stack: the work that follows a publication (the catalogue
     joining the track) of one phase is not charged to the next."""
+    from trackflow.auth import mint_token
     from trackflow.cli.client import ApiClient
     from trackflow.cli.stack import Stack
-
-    from trackflow.auth import mint_token
     from trackflow.settings import get_settings
 
     settings = get_settings()

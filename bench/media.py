@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 import psutil
+
 from trackflow.media import artwork, ffmpeg, fingerprint, loudness, probe, tags, transcode, waveform
 from trackflow.media.samples import SampleTrack, synthesise, write_pcm, write_track
-
 from trackflow.settings import Settings
 
 SETTINGS = Settings.model_construct()

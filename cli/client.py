@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from trackflow.track import TERMINAL
+from trackflow.domain.track import TERMINAL
 
 __all__ = ["ApiClient", "ApiError", "guess_content_type"]
 

@@ -9,8 +9,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from trackflow.state.dynamo import parse_iso
-from trackflow.track import STEP_NAMES
+from trackflow.adapters.state.dynamo import parse_iso
+from trackflow.domain.track import STEP_NAMES
 
 __all__ = ["outputs_table", "steps_table", "timeline"]
 

@@ -24,13 +24,13 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+
 from trackflow.cli.client import ApiClient, ApiError
 from trackflow.cli.display import outputs_table, steps_table, timeline
 from trackflow.cli.stack import Stack, StackBusy
-
+from trackflow.domain.track import TERMINAL, Status
 from trackflow.logs import configure_logging
 from trackflow.settings import Lane, WorkerGroup, get_settings
-from trackflow.track import TERMINAL, Status
 
 __all__ = ["main"]
 
@@ -126,7 +126,7 @@ def emulator() -> None:
 @main.command()
 def bootstrap() -> None:
     """Create the buckets, queues, tables and notifications (idempotent)."""
-    from trackflow.bootstrap import bootstrap as run_bootstrap
+    from trackflow.operations.bootstrap import bootstrap as run_bootstrap
 
     configure_logging("bootstrap")
     run_bootstrap(get_settings())
@@ -166,8 +166,7 @@ def worker(group: str, lane: str, concurrency: int | None) -> None:
     """Run a Celery worker for one worker group and lane."""
     from trackflow.tasks.app import app
     from trackflow.tasks.runtime import take_turns_at_cores
-
-    from trackflow.capacity import schedule_as_batch
+    from trackflow.tasks.tuning import schedule_as_batch
 
     settings = get_settings()
     queue = settings.queue(WorkerGroup(group), Lane(lane))
@@ -773,7 +772,7 @@ def dlq() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def dlq_list(limit: int, as_json: bool) -> None:
     """How many messages each dead-letter queue holds, and the first few."""
-    from trackflow.deadletters import counts, peek
+    from trackflow.operations.deadletters import counts, peek
 
     settings = get_settings()
     waiting = counts(settings)
@@ -795,7 +794,7 @@ def dlq_list(limit: int, as_json: bool) -> None:
 @click.option("--max", "limit", type=int, help="move at most this many a queue")
 def dlq_redrive(queue: str | None, limit: int | None) -> None:
     """Move dead letters back to the queues they came from."""
-    from trackflow.deadletters import redrive
+    from trackflow.operations.deadletters import redrive
 
     settings = get_settings()
     queues = [queue] if queue else settings.all_queues
@@ -839,7 +838,7 @@ def capacity(
     tfvars: Path | None,
 ) -> None:
     """Workers each queue group needs for a load (Erlang C), and the autoscaling to match."""
-    from trackflow import capacity as planner
+    from trackflow.operations import capacity as planner
 
     measured = Path(get_settings().data_dir) / "bench" / "steps.json"
     durations = durations or (measured if measured.exists() else None)
@@ -883,8 +882,8 @@ def capacity(
 
 def _recent_step_seconds(limit: int = 200) -> dict[str, float]:
     """Mean duration of each step over the most recently published tracks."""
-    from trackflow import aws
-    from trackflow.state.tracks import TrackStore
+    from trackflow.adapters import aws
+    from trackflow.adapters.state.tracks import TrackStore
 
     settings = get_settings()
     store = TrackStore(aws.client("dynamodb", settings), settings.table("tracks"))

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from trackflow.domain.track import STAGES, STEP_BY_NAME
 from trackflow.emulator import port_in_use, wait_until_serving
 from trackflow.settings import AwsTarget, Lane, Settings, WorkerGroup
-from trackflow.track import STAGES, STEP_BY_NAME
 
 __all__ = ["Role", "Stack", "StackBusy", "worker_roles"]
 
@@ -176,7 +176,7 @@ class Stack:
                 wait_until_serving(self.settings.endpoint_url or "", timeout_s=60)
                 on_event(f"emulator serving at {self.settings.endpoint_url}")
             if self.settings.aws_target is not AwsTarget.AWS:  # Terraform makes AWS's
-                from trackflow.bootstrap import bootstrap
+                from trackflow.operations.bootstrap import bootstrap
 
                 bootstrap(self.settings)
                 on_event("resources ready (buckets, queues, tables, notifications)")

@@ -13,15 +13,14 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from trackflow.adapters.state.catalogue import WorkStatus
+from trackflow.adapters.state.dynamo import now_iso, parse_iso
+from trackflow.adapters.state.tracks import TrackStore
 from trackflow.consumer.events import ObjectCreated, PoisonMessage
-
-from trackflow.keys import parse_catalogue_key, parse_upload_key
+from trackflow.domain.keys import parse_catalogue_key, parse_upload_key
+from trackflow.domain.track import Status
 from trackflow.logs import get_logger
 from trackflow.settings import Settings
-from trackflow.state.catalogue import WorkStatus
-from trackflow.state.dynamo import now_iso, parse_iso
-from trackflow.state.tracks import TrackStore
-from trackflow.track import Status
 
 __all__ = ["Admission", "Outcome", "admit", "launch"]
 
@@ -47,9 +46,8 @@ class Admission:
 def launch(store: TrackStore, track: dict[str, Any], *, again: bool = False) -> None:
     """Start the track's workflow (its first stage) and record that it was sent; ``again``
     sends it even if an earlier launch recorded the stage (its messages never arrived)."""
+    from trackflow.domain.track import STAGES
     from trackflow.tasks.workflow import launch_stage
-
-    from trackflow.track import STAGES
 
     launch_stage(store, track, STAGES[0], force=again)
     store.mark_launched(track["track_id"])

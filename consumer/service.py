@@ -17,14 +17,14 @@ from typing import Any
 
 from kombu import Connection, Consumer, Queue
 from kombu.mixins import ConsumerMixin
+
+from trackflow.adapters import aws
+from trackflow.adapters.state.tracks import TrackStore
 from trackflow.consumer.admission import admit
 from trackflow.consumer.events import PoisonMessage, parse_message
-
-from trackflow import aws
-from trackflow.capacity import freeze_long_lived
 from trackflow.logs import bind, get_logger, unbind
 from trackflow.settings import Settings
-from trackflow.state.tracks import TrackStore
+from trackflow.tasks.tuning import freeze_long_lived
 
 __all__ = ["EventConsumer", "run_consumer"]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import maximum_filter
+
 from trackflow.media import ffmpeg
 
 __all__ = [

@@ -22,9 +22,9 @@ from mutagen.oggflac import OggFLAC
 from mutagen.oggopus import OggOpus
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
-from trackflow.media import ffmpeg
 
 from trackflow.errors import InputRejected
+from trackflow.media import ffmpeg
 
 __all__ = ["AudioInfo", "GateLimits", "inspect_audio", "open_audio", "sniff"]
 

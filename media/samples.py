@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
 from trackflow.media import ffmpeg
 
 __all__ = ["SampleTrack", "cover_art", "pcm16", "synthesise", "write_pcm", "write_track"]

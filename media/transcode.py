@@ -25,6 +25,7 @@ from mutagen.id3 import (
     Encoding,
 )
 from mutagen.mp3 import MP3
+
 from trackflow.media import ffmpeg
 
 __all__ = ["encode_mp3", "write_id3"]

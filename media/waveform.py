@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from trackflow.media import ffmpeg
-from trackflow.media.probe import AudioInfo
 
 from trackflow.errors import InputRejected
+from trackflow.media import ffmpeg
+from trackflow.media.probe import AudioInfo
 
 __all__ = [
     "Analysis",

@@ -15,12 +15,12 @@ import structlog
 from celery import Celery
 from celery.signals import setup_logging, task_prerun, worker_process_init, worker_ready
 from kombu import Queue
-from trackflow.tasks.broker import warm_up
 
-from trackflow.aws import EMULATOR_CREDENTIALS, client, user_agent
-from trackflow.capacity import freeze_long_lived
+from trackflow.adapters.aws import EMULATOR_CREDENTIALS, account_id, client, user_agent
 from trackflow.logs import configure_logging
 from trackflow.settings import AwsTarget, Lane, Settings, WorkerGroup, get_settings
+from trackflow.tasks.broker import warm_up
+from trackflow.tasks.tuning import freeze_long_lived
 
 __all__ = ["app", "celery_config", "predefined_queue", "routed"]
 
@@ -54,8 +54,8 @@ def _credentials(settings: Settings) -> tuple[str, str] | None:
 def _queue_url(settings: Settings, name: str) -> str:
     """Queue URLs without a lookup: the emulators and AWS both follow this pattern."""
     if settings.endpoint_url:
-        return f"{settings.endpoint_url.rstrip('/')}/{settings.account_id}/{name}"
-    return f"https://sqs.{settings.region}.amazonaws.com/{settings.account_id}/{name}"
+        return f"{settings.endpoint_url.rstrip('/')}/{account_id(settings)}/{name}"
+    return f"https://sqs.{settings.region}.amazonaws.com/{account_id(settings)}/{name}"
 
 
 def predefined_queue(settings: Settings, name: str) -> dict[str, str]:

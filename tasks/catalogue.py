@@ -8,22 +8,22 @@ from typing import Any
 
 import numpy as np
 from botocore.exceptions import ClientError
-from trackflow.media import fingerprint, probe
-from trackflow.tasks.app import app, routed
-from trackflow.tasks.runtime import object_cache
 
-from trackflow import aws
-from trackflow.errors import InputRejected
-from trackflow.keys import catalogue_landmarks_key
-from trackflow.logs import bind, get_logger
-from trackflow.settings import Lane, Settings, WorkerGroup, get_settings
-from trackflow.state.catalogue import (
+from trackflow.adapters import aws
+from trackflow.adapters.state.catalogue import (
     Catalogue,
     WorkStatus,
     chunk_count,
     pack_landmarks,
     unpack_landmarks,
 )
+from trackflow.domain.keys import catalogue_landmarks_key
+from trackflow.errors import InputRejected
+from trackflow.logs import bind, get_logger
+from trackflow.media import fingerprint, probe
+from trackflow.settings import Lane, Settings, WorkerGroup, get_settings
+from trackflow.tasks.app import app, routed
+from trackflow.tasks.runtime import object_cache
 
 __all__ = [
     "all_landmarks",

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from trackflow.adapters import aws
+from trackflow.adapters.search import open_search
+from trackflow.adapters.state.dynamo import now_iso
+from trackflow.domain.keys import media_key
+from trackflow.domain.track import Status
+from trackflow.settings import Lane, WorkerGroup, get_settings
 from trackflow.tasks.app import app, routed
 from trackflow.tasks.catalogue import catalogue_store, start_indexing
 from trackflow.tasks.feeds import fan_out, feed_entry
 from trackflow.tasks.runtime import notify_outcome, track_store
 from trackflow.tasks.workflow import advance
-
-from trackflow import aws
-from trackflow.keys import media_key
-from trackflow.search import open_search
-from trackflow.settings import Lane, WorkerGroup, get_settings
-from trackflow.state.dynamo import now_iso
-from trackflow.track import Status
 
 __all__ = ["approve", "delete_track", "reject", "remove_work"]
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from trackflow.tasks.app import app, routed
-
-from trackflow import aws
+from trackflow.adapters import aws
+from trackflow.adapters.state.social import SocialStore
 from trackflow.settings import Lane, Settings, WorkerGroup, get_settings
-from trackflow.state.social import SocialStore
+from trackflow.tasks.app import app, routed
 
 __all__ = ["fan_out", "fan_out_feed", "feed_entry", "social_store"]
 

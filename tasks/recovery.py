@@ -16,16 +16,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from trackflow.adapters import aws
+from trackflow.adapters.state.dynamo import now_iso
 from trackflow.consumer.admission import admit, launch
 from trackflow.consumer.events import ObjectCreated, PoisonMessage
-from trackflow.tasks.runtime import fail_track, track_store
-from trackflow.tasks.workflow import launch_stage
-
-from trackflow import aws
+from trackflow.domain.track import STEP_NAMES, TERMINAL, Status, StepStatus, first_unfinished_stage
 from trackflow.logs import get_logger
 from trackflow.settings import Lane, Settings, WorkerGroup, get_settings
-from trackflow.state.dynamo import now_iso
-from trackflow.track import STEP_NAMES, TERMINAL, Status, StepStatus, first_unfinished_stage
+from trackflow.tasks.runtime import fail_track, track_store
+from trackflow.tasks.workflow import launch_stage
 
 __all__ = ["SweepReport", "lane_idle", "reconcile", "reprocess", "sweep"]
 

@@ -23,20 +23,20 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
+
+from trackflow.adapters import aws
+from trackflow.adapters.state.dynamo import now_iso
+from trackflow.adapters.state.tracks import StepStart, TrackStore
+from trackflow.domain.keys import media_key
+from trackflow.domain.track import ACTIVE, STEP_BY_NAME, STEP_DONE, Status, StepStatus, queued_s
+from trackflow.errors import InputRejected, NotReady, TrackflowError, WaitForSlot
+from trackflow.logs import bind, get_logger, unbind
 from trackflow.media import probe
+from trackflow.settings import Lane, Settings, get_settings
 from trackflow.tasks.app import app, routed
 from trackflow.tasks.cache import ObjectCache
 from trackflow.tasks.cores import CoreLeases
-
-from trackflow import aws
-from trackflow.capacity import cpu_seconds
-from trackflow.errors import InputRejected, NotReady, TrackflowError, WaitForSlot
-from trackflow.keys import media_key
-from trackflow.logs import bind, get_logger, unbind
-from trackflow.settings import Lane, Settings, get_settings
-from trackflow.state.dynamo import now_iso
-from trackflow.state.tracks import StepStart, TrackStore
-from trackflow.track import ACTIVE, STEP_BY_NAME, STEP_DONE, Status, StepStatus, queued_s
+from trackflow.tasks.tuning import cpu_seconds
 
 __all__ = [
     "StepContext",

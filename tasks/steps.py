@@ -11,8 +11,21 @@ import json
 import time
 from pathlib import Path
 
+from trackflow.adapters import aws
+from trackflow.adapters.search import TrackDocument, open_search
+from trackflow.adapters.state.catalogue import WorkStatus, chunk_count, pack_landmarks
+from trackflow.adapters.state.dynamo import now_iso
+from trackflow.adapters.state.ratelimit import RateLimiter
+from trackflow.adapters.state.users import UserStore
+from trackflow.domain.copyright import judge
+from trackflow.domain.emails import compose
+from trackflow.domain.keys import PEAKS_ARTIFACT, rendition_artifact
+from trackflow.domain.track import TRANSCODE_STEPS, Status
+from trackflow.errors import NotReady, WaitForSlot
+from trackflow.logs import get_logger
 from trackflow.media import artwork, fingerprint, loudness, probe, tags, transcode, waveform
 from trackflow.media.ffmpeg import LoudnessStats
+from trackflow.settings import Lane
 from trackflow.tasks.catalogue import (
     all_landmarks,
     catalogue_store,
@@ -21,20 +34,6 @@ from trackflow.tasks.catalogue import (
 )
 from trackflow.tasks.feeds import fan_out, feed_entry
 from trackflow.tasks.runtime import StepContext, StepResult, notify_outcome, step, track_store
-
-from trackflow import aws
-from trackflow.copyright import judge
-from trackflow.emails import compose
-from trackflow.errors import NotReady, WaitForSlot
-from trackflow.keys import PEAKS_ARTIFACT, rendition_artifact
-from trackflow.logs import get_logger
-from trackflow.search import TrackDocument, open_search
-from trackflow.settings import Lane
-from trackflow.state.catalogue import WorkStatus, chunk_count, pack_landmarks
-from trackflow.state.dynamo import now_iso
-from trackflow.state.ratelimit import RateLimiter
-from trackflow.state.users import UserStore
-from trackflow.track import TRANSCODE_STEPS, Status
 
 log = get_logger(__name__)
 

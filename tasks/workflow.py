@@ -20,12 +20,12 @@ from typing import Any
 
 from celery import chain, group
 from celery.canvas import Signature
-from trackflow.tasks import steps
 
+from trackflow.adapters.state.tracks import TrackStore
+from trackflow.domain.track import ACTIVE, STAGES, STEP_BY_NAME, Stage, first_unfinished_stage
 from trackflow.logs import get_logger
 from trackflow.settings import Lane, get_settings
-from trackflow.state.tracks import TrackStore
-from trackflow.track import ACTIVE, STAGES, STEP_BY_NAME, Stage, first_unfinished_stage
+from trackflow.tasks import steps
 
 __all__ = ["advance", "build_workflow", "launch_stage", "notify_signature", "stage_signature"]
 

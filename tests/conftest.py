@@ -73,8 +73,8 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def emulator(settings: Settings) -> Iterator[str]:
     """The embedded emulator, behind the fault proxy, with every resource bootstrapped."""
-    from trackflow.bootstrap import bootstrap
     from trackflow.emulator import EmulatorServer, wait_until_serving
+    from trackflow.operations.bootstrap import bootstrap
 
     server = EmulatorServer(settings.emulator_host, settings.emulator_port).start()
     proxy = subprocess.Popen(

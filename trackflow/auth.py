@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jwt
 
-from trackflow.keys import USER_ID
+from trackflow.domain.keys import USER_ID
 from trackflow.settings import Settings
 
 __all__ = ["AuthError", "Principal", "mint_token", "token_secret", "verify_token"]

@@ -556,7 +556,7 @@ class EmulatorServer:
     def start(self) -> EmulatorServer:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-        from trackflow.aws import EMULATOR_CREDENTIALS
+        from trackflow.adapters.aws import EMULATOR_CREDENTIALS
 
         secrets = {
             EMULATOR_CREDENTIALS["aws_access_key_id"]: EMULATOR_CREDENTIALS["aws_secret_access_key"]

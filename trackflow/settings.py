@@ -263,18 +263,6 @@ class Settings(BaseSettings):
             return get_service_endpoint("s3")
         return None
 
-    @functools.cached_property
-    def account_id(self) -> str:
-        if self.aws_account_id:
-            return self.aws_account_id
-        if self.aws_target is AwsTarget.EMBEDDED:
-            return "123456789012"  # moto's
-        if self.aws_target is AwsTarget.LOCALSTACK:
-            return "000000000000"  # LocalStack's
-        from trackflow.aws import client
-
-        return client("sts", self).get_caller_identity()["Account"]
-
     @property
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"

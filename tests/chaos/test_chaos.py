@@ -21,19 +21,19 @@ from typing import Any
 
 import psutil
 import pytest
-from trackflow.cli.client import ApiClient, ApiError
-from trackflow.media.samples import SampleTrack, write_track
-from trackflow.tasks.recovery import reconcile, reprocess, sweep
 
 from tests.support import audio, badinputs
 from tests.support.stack import client_for, emails_to, object_bytes, upload, wait_for
-from trackflow import aws
-from trackflow.deadletters import counts, peek, redrive
-from trackflow.search import SqliteSearch
+from trackflow.adapters import aws
+from trackflow.adapters.search import SqliteSearch
+from trackflow.adapters.state.social import SocialStore
+from trackflow.adapters.state.tracks import TrackStore
+from trackflow.cli.client import ApiClient, ApiError
+from trackflow.domain.track import TERMINAL
+from trackflow.media.samples import SampleTrack, write_track
+from trackflow.operations.deadletters import counts, peek, redrive
 from trackflow.settings import Settings, WorkerGroup
-from trackflow.state.social import SocialStore
-from trackflow.state.tracks import TrackStore
-from trackflow.track import TERMINAL
+from trackflow.tasks.recovery import reconcile, reprocess, sweep
 
 FULL = os.environ.get("TRACKFLOW_CHAOS_SCALE") == "full"
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from trackflow.cli.client import ApiClient
-from trackflow.media.samples import SampleTrack, write_track
 
 from tests.support import audio, badinputs
 from tests.support.stack import client_for, emails_to, upload_and_wait, wait_for
+from trackflow.cli.client import ApiClient
+from trackflow.media.samples import SampleTrack, write_track
 from trackflow.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("stack")]

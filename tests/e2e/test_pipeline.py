@@ -13,9 +13,6 @@ from pathlib import Path
 import pytest
 from mutagen.mp3 import MP3
 from PIL import Image
-from trackflow.cli.stack import Stack
-from trackflow.media.samples import SampleTrack, write_track
-from trackflow.tasks.cores import CoreLeases
 
 from tests.support.stack import (
     client_for,
@@ -26,10 +23,13 @@ from tests.support.stack import (
     upload_and_wait,
     wait_for,
 )
-from trackflow import aws
-from trackflow.keys import rendition_artifact
+from trackflow.adapters import aws
+from trackflow.cli.stack import Stack
+from trackflow.domain.keys import rendition_artifact
+from trackflow.domain.track import STEP_BY_NAME, STEP_NAMES
+from trackflow.media.samples import SampleTrack, write_track
 from trackflow.settings import Settings, WorkerGroup
-from trackflow.track import STEP_BY_NAME, STEP_NAMES
+from trackflow.tasks.cores import CoreLeases
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("stack")]
 

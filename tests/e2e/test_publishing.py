@@ -11,15 +11,15 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from trackflow.media.samples import SampleTrack, write_track
-from trackflow.tasks.steps import notify_uploader
 
 from tests.support.stack import client_for, emails_to, upload, upload_and_wait, wait_for
-from trackflow import aws
+from trackflow.adapters import aws
+from trackflow.adapters.state.dynamo import now_iso
+from trackflow.adapters.state.tracks import TrackStore
+from trackflow.domain.track import STEP_NAMES, initial_steps
+from trackflow.media.samples import SampleTrack, write_track
 from trackflow.settings import Lane, Settings, WorkerGroup
-from trackflow.state.dynamo import now_iso
-from trackflow.state.tracks import TrackStore
-from trackflow.track import STEP_NAMES, initial_steps
+from trackflow.tasks.steps import notify_uploader
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("stack")]
 
@@ -205,6 +205,7 @@ def test_bulk_workers_yield_the_cpu_to_the_pipeline(stack):
     """The catalogue's bulk work runs at a lower CPU priority, its pool processes too, so on
     shared cores an upload's steps come first."""
     import psutil
+
     from trackflow.cli.main import BULK_NICENESS
 
     for role in stack.roles:

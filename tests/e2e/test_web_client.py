@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 from playwright.sync_api import expect
-from trackflow.media.samples import SampleTrack, cover_art, write_track
 
 from tests.support.browser import chromium
 from tests.support.stack import client_for, peaks, upload_and_wait, wait_for
+from trackflow.domain.track import STEP_NAMES
+from trackflow.media.samples import SampleTrack, cover_art, write_track
 from trackflow.settings import Settings
-from trackflow.track import STEP_NAMES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("stack")]
 

@@ -13,9 +13,9 @@ from typing import Any
 import hcl2
 import pytest
 
+from trackflow.adapters.state.schema import TABLES
+from trackflow.domain.track import STEPS
 from trackflow.settings import DLQ_SUFFIX, Lane, Settings, WorkerGroup, resource_names
-from trackflow.state.schema import TABLES
-from trackflow.track import STEPS
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 TF_FILES = sorted(INFRA.rglob("*.tf"))

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from trackflow.api.app import create_app
 
-from trackflow import aws
+from trackflow.adapters import aws
+from trackflow.api.app import create_app
 from trackflow.auth import mint_token
 from trackflow.settings import AwsTarget, Settings
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hypothesis
 import pytest
 import schemathesis
-from trackflow.api.app import create_app
 
+from trackflow.api.app import create_app
 from trackflow.auth import mint_token
 from trackflow.settings import Settings, get_settings
 

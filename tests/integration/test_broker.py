@@ -10,10 +10,9 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
+from trackflow.settings import Lane, Settings, WorkerGroup
 from trackflow.tasks import broker
 from trackflow.tasks.app import app
-
-from trackflow.settings import Lane, Settings, WorkerGroup
 
 
 def test_one_sqs_client_serves_every_queue_and_warm_up_builds_it(settings: Settings):

@@ -19,7 +19,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from trackflow.aws import client_kwargs
+from trackflow.adapters.aws import client_kwargs
 from trackflow.emulator import _KeepAliveHandler, _tables_named, cpu_by_caller
 from trackflow.settings import Settings
 

@@ -10,17 +10,17 @@ import uuid
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError
-from trackflow.tasks.cache import ObjectCache
 
 from tests.support.stack import emails_to
-from trackflow import aws
-from trackflow.bootstrap import bootstrap
+from trackflow.adapters import aws
+from trackflow.adapters.state.catalogue import Catalogue, WorkStatus
+from trackflow.adapters.state.ratelimit import RateLimiter
+from trackflow.adapters.state.social import SocialStore
+from trackflow.adapters.state.tracks import StepStart, TrackStore
+from trackflow.domain.track import ACTIVE, Status, StepStatus, initial_steps
+from trackflow.operations.bootstrap import bootstrap
 from trackflow.settings import DLQ_SUFFIX, Settings
-from trackflow.state.catalogue import Catalogue, WorkStatus
-from trackflow.state.ratelimit import RateLimiter
-from trackflow.state.social import SocialStore
-from trackflow.state.tracks import StepStart, TrackStore
-from trackflow.track import ACTIVE, Status, StepStatus, initial_steps
+from trackflow.tasks.cache import ObjectCache
 
 pytestmark = pytest.mark.usefixtures("emulator")
 

@@ -14,6 +14,7 @@ from mutagen.mp4 import MP4, MP4Cover
 from mutagen.oggopus import OggOpus
 from mutagen.oggvorbis import OggVorbis
 from PIL import Image
+
 from trackflow.media.ffmpeg import ffmpeg_exe
 from trackflow.media.samples import RATE, cover_art, synthesise, write_pcm
 

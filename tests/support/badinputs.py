@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from trackflow.media.samples import pcm16
 
 from tests.support import audio
+from trackflow.media.samples import pcm16
 
 # name -> (how to make it, expected code)
 Maker = Callable[[Path, Path], Path]

@@ -8,12 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trackflow.cli.client import ApiClient
-
-from trackflow import aws
+from trackflow.adapters import aws
 from trackflow.auth import mint_token
+from trackflow.cli.client import ApiClient
+from trackflow.domain.keys import PEAKS_ARTIFACT
 from trackflow.emulator import sent_emails
-from trackflow.keys import PEAKS_ARTIFACT
 from trackflow.settings import Settings
 
 

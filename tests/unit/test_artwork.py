@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 from PIL import Image, ImageCms
+
 from trackflow.media.artwork import render_artwork
 
 SIZES = (16, 20, 32, 47, 67, 100, 300, 500)

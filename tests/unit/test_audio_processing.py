@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from trackflow.media import ffmpeg, loudness, transcode, waveform
-from trackflow.media.probe import inspect_audio
-from trackflow.media.samples import RATE
 
 from tests.support import audio
 from trackflow.errors import InputRejected
+from trackflow.media import ffmpeg, loudness, transcode, waveform
+from trackflow.media.probe import inspect_audio
+from trackflow.media.samples import RATE
 
 SPP = 512
 TARGET, CEILING = -14.0, -1.0

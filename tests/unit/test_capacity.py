@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from trackflow.capacity import erlang_c, p95_wait, plan, tfvars
+from trackflow.operations.capacity import erlang_c, p95_wait, plan, tfvars
 from trackflow.settings import WorkerGroup
 
 

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from trackflow.state.catalogue import Catalogue
+from trackflow.adapters.state.catalogue import Catalogue
 
 
 def _update(value: int, posting: bytes) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from trackflow.tasks.cores import CoreLeases
 
 

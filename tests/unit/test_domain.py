@@ -7,15 +7,15 @@ import unicodedata
 
 import jwt
 import pytest
-from trackflow.media.fingerprint import Match, MatchPolicy
 
+from trackflow.adapters.state.dynamo import Update, from_item, to_item
 from trackflow.auth import AuthError, mint_token, token_secret, verify_token
-from trackflow.copyright import judge
-from trackflow.emails import compose
-from trackflow.keys import media_key, parse_upload_key, safe_filename, upload_key
+from trackflow.domain.copyright import judge
+from trackflow.domain.emails import compose
+from trackflow.domain.keys import media_key, parse_upload_key, safe_filename, upload_key
+from trackflow.domain.track import STEP_NAMES, initial_steps, progress, public_record, queued_s
+from trackflow.media.fingerprint import Match, MatchPolicy
 from trackflow.settings import Settings, resource_names
-from trackflow.state.dynamo import Update, from_item, to_item
-from trackflow.track import STEP_NAMES, initial_steps, progress, public_record, queued_s
 
 TRACK_ID = "0123456789abcdef0123456789abcdef"
 

@@ -9,6 +9,7 @@ from urllib.parse import quote_plus
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from trackflow.consumer.events import PoisonMessage, parse_message
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.signal import resample_poly
+
 from trackflow.media import fingerprint as fp
 from trackflow.media.samples import synthesise
 

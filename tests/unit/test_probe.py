@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from trackflow.media.probe import GateLimits, inspect_audio, sniff
 
 from tests.support import audio
 from trackflow.errors import InputRejected
+from trackflow.media.probe import GateLimits, inspect_audio, sniff
 
 ACCEPTED = {
     # format: (container reported, codec reported)

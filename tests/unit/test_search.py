@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trackflow.search import SqliteSearch, TrackDocument
+from trackflow.adapters.search import SqliteSearch, TrackDocument
 
 
 def _doc(track_id: str, title: str, artist: str = "Various", **extra: str) -> TrackDocument:

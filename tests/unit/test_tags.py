@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 from mutagen.id3 import ID3, TIT2, TPE1, Encoding
-from trackflow.media.probe import inspect_audio, open_audio
-from trackflow.media.tags import clean_text, front_cover, read_tags
 
 from tests.support import audio
+from trackflow.media.probe import inspect_audio, open_audio
+from trackflow.media.tags import clean_text, front_cover, read_tags
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from trackflow.tasks.app import app
-
+from trackflow.domain.track import STEPS
 from trackflow.settings import Lane, WorkerGroup, get_settings
-from trackflow.track import STEPS
+from trackflow.tasks.app import app
 
 app.loader.import_default_modules()
 TASKS = sorted(name for name in app.tasks if name.startswith("trackflow."))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from trackflow.state.dynamo import (
+from trackflow.adapters.state.dynamo import (
     Update,
     from_item,
     now_iso,
@@ -21,7 +21,7 @@ from trackflow.state.dynamo import (
     to_item,
     update_if,
 )
-from trackflow.track import ACTIVE, TERMINAL, Status, StepStatus
+from trackflow.domain.track import ACTIVE, TERMINAL, Status, StepStatus
 
 __all__ = ["BY_OWNER_INDEX", "BY_STATUS_INDEX", "StepStart", "TrackStore"]
 

@@ -6,7 +6,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from trackflow.state.dynamo import Update, from_item, is_condition_failure, now_iso, to_item
+from trackflow.adapters.state.dynamo import (
+    Update,
+    from_item,
+    is_condition_failure,
+    now_iso,
+    to_item,
+)
 
 __all__ = ["UserStore"]
 

@@ -5,32 +5,22 @@ of its steps' service times in that group from one worker slot, and c slots serv
 gives the probability that a track waits at all, and the waiting-time tail
 P(W > t) = C(c, a) * exp(-(c * mu - lambda) * t); the plan is the smallest c whose p95 wait is
 within the target. All of that is pure.
-
-Beside it, what a worker process costs the machine (``cpu_seconds``, read across a step), how
-a CPU worker asks the scheduler for its cores (``schedule_as_batch``), and how a long-running
-process keeps the garbage collector off what it set up (``freeze_long_lived``).
 """
 
 from __future__ import annotations
 
-import gc
 import math
-import os
-import resource
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from trackflow.domain.track import STEP_BY_NAME
 from trackflow.settings import WorkerGroup
-from trackflow.track import STEP_BY_NAME
 
 __all__ = [
     "GroupPlan",
-    "cpu_seconds",
     "erlang_c",
-    "freeze_long_lived",
     "p95_wait",
     "plan",
-    "schedule_as_batch",
     "tfvars",
 ]
 
@@ -50,42 +40,6 @@ DEFAULT_STEP_SECONDS = {
     "publish_feed": 0.2,
     "notify_uploader": 0.3,
 }
-
-
-def cpu_seconds() -> float:
-    """CPU seconds used so far by this process and the children it has waited for (the ffmpeg a
-    step ran): the difference across a step is what the step cost the machine, whatever else
-    shared the cores meanwhile."""
-    own, children = (
-        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-    )
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def schedule_as_batch() -> None:
-    """Tell the scheduler that this process, and the ffmpeg it starts, is CPU-bound batch work
-    (Linux's SCHED_BATCH; elsewhere nothing changes).
-
-    Each ffmpeg runs a pipeline of threads (demux, decode, filter, encode) that wake each other
-    frame by frame. Under the default policy a woken thread preempts whatever runs, so media
-    processes sharing the cores keep evicting each other's caches. A batch thread waits for the
-    running one's turn to end instead. Measured on two cores: the media work of tracks in two or
-    three processes at once took 5-8% less CPU and wall, and no more alone; `make bench-e2e`'s
-    batch of six tracks took 45.7-46.6 s rather than 50.1-50.4 s, on 91-93 CPU-s rather than
-    101."""
-    if hasattr(os, "SCHED_BATCH"):
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-
-
-def freeze_long_lived() -> None:
-    """Move what this process holds now (modules, service models, clients) out of the garbage
-    collector's sight, once a long-running process has set up: it keeps all of it until it
-    exits. Each full collection then walks only what came later: a worker process's 150,000
-    objects from its setup took 0.1 s a walk, a few walks a minute under load (measured in
-    `make bench-e2e`), and a forked pool process no longer writes to every page it shares
-    with its parent. Frozen objects are never reclaimed as cyclic garbage: only for setup kept
-    to the end."""
-    gc.freeze()
 
 
 def erlang_c(servers: int, offered_load: float) -> float:

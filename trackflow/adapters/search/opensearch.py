@@ -11,7 +11,7 @@ import contextlib
 from dataclasses import asdict
 from typing import Any
 
-from trackflow.search import SearchHit, TrackDocument
+from trackflow.adapters.search.documents import SearchHit, TrackDocument
 from trackflow.settings import Settings
 
 __all__ = ["INDEX_BODY", "OpenSearchIndex", "query_body"]

@@ -1,79 +1,15 @@
-"""Search over published tracks, behind one small interface with two backends.
-
-SQLite FTS5 is the embedded default (one file in the data directory, shared by the local
-workers and the API); OpenSearch serves deployments. Both match case- and diacritic-insensitively
-("beyonce" finds "Beyoncé"), by prefix as the user types, ranked, paginated.
-"""
+"""The embedded search backend: SQLite FTS5, one file in the data directory shared by the local
+workers and the API."""
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import threading
-import unicodedata
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from pathlib import Path, PurePath
-from typing import Any, Protocol
+from pathlib import Path
 
-from trackflow.settings import Settings
+from trackflow.adapters.search.documents import SearchHit, TrackDocument, query_terms
 
-__all__ = ["SearchHit", "SearchIndex", "SqliteSearch", "TrackDocument", "open_search"]
-
-
-@dataclass(frozen=True)
-class TrackDocument:
-    track_id: str
-    title: str
-    artist: str
-    album: str
-    genre: str
-    uploader: str
-    duration_s: float
-    published_at: str
-
-    @classmethod
-    def from_track(cls, track: Mapping[str, Any]) -> TrackDocument:
-        tags = track.get("metadata", {}).get("tags", {})
-        return cls(
-            track_id=track["track_id"],
-            title=tags.get("title") or PurePath(track.get("filename", "")).stem,
-            artist=tags.get("artist", ""),
-            album=tags.get("album", ""),
-            genre=tags.get("genre", ""),
-            uploader=track["owner"],
-            duration_s=float(track.get("metadata", {}).get("audio", {}).get("duration_s", 0.0)),
-            published_at=track.get("published_at") or track.get("updated_at", ""),
-        )
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    document: TrackDocument
-    score: float
-
-    def as_record(self) -> dict[str, Any]:
-        return {**asdict(self.document), "score": self.score}
-
-
-class SearchIndex(Protocol):
-    def upsert(self, document: TrackDocument) -> None: ...
-    def delete(self, track_id: str) -> None: ...
-    def search(
-        self, query: str, *, limit: int = 20, offset: int = 0
-    ) -> tuple[list[SearchHit], int]:
-        """Hits of one page and the total number of hits."""
-        ...
-
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def query_terms(text: str) -> list[str]:
-    """Words of a query, folded: lower case, without diacritics."""
-    folded = unicodedata.normalize("NFKD", text.casefold())
-    folded = "".join(c for c in folded if not unicodedata.combining(c))
-    return _WORD.findall(folded)[:12]
+__all__ = ["SqliteSearch"]
 
 
 class SqliteSearch:
@@ -171,12 +107,3 @@ class SqliteSearch:
             for r in rows
         ]
         return hits, int(total)
-
-
-def open_search(settings: Settings) -> SearchIndex:
-    """The search backend the settings choose."""
-    if settings.search_backend == "opensearch":
-        from trackflow.search_opensearch import OpenSearchIndex
-
-        return OpenSearchIndex(settings)
-    return SqliteSearch(Path(settings.data_dir) / "search.sqlite")

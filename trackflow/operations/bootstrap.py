@@ -12,10 +12,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from trackflow.aws import client
+from trackflow.adapters.aws import client
+from trackflow.adapters.state.schema import TABLES, Table
 from trackflow.logs import get_logger
 from trackflow.settings import DLQ_SUFFIX, Settings
-from trackflow.state.schema import TABLES, Table
 
 __all__ = ["bootstrap", "queue_url"]
 

@@ -11,7 +11,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 __all__ = ["ADVICE", "Email", "compose"]
 
 _ENV = Environment(
-    loader=PackageLoader("trackflow", "templates/email"),
+    loader=PackageLoader("trackflow.domain", "templates/email"),
     autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
     undefined=StrictUndefined,
     keep_trailing_newline=True,

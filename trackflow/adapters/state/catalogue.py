@@ -29,8 +29,7 @@ from typing import Any
 import numpy as np
 from botocore.exceptions import ClientError
 
-from trackflow.logs import get_logger
-from trackflow.state.dynamo import (
+from trackflow.adapters.state.dynamo import (
     Update,
     batches,
     from_item,
@@ -40,6 +39,7 @@ from trackflow.state.dynamo import (
     to_item,
     update_if,
 )
+from trackflow.logs import get_logger
 
 __all__ = ["HASHES_PER_CHUNK", "Catalogue", "WorkStatus", "pack_landmarks", "unpack_landmarks"]
 

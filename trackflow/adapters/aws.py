@@ -24,7 +24,7 @@ from botocore.config import Config
 
 from trackflow.settings import AwsTarget, Settings, get_settings
 
-__all__ = ["S3Upload", "client", "client_kwargs", "put_files", "s3_uri", "user_agent"]
+__all__ = ["S3Upload", "account_id", "client", "client_kwargs", "put_files", "s3_uri", "user_agent"]
 
 # Standard retry mode: exponential backoff with jitter on throttling, 5xx and dropped connections.
 _RETRIES = {"mode": "standard", "max_attempts": 8}
@@ -38,6 +38,18 @@ def user_agent() -> str:
     an eighth of a DynamoDB call's client CPU (measured with cProfile, 2,000 UpdateItems)."""
     app = os.environ.get("AWS_SDK_UA_APP_ID")
     return f"trackflow/{version('trackflow')}" + (f" app/{app}" if app else "")
+
+
+@functools.cache
+def account_id(settings: Settings) -> str:
+    """The AWS account the queues live in: set, an emulator's fixed one, or STS's answer."""
+    if settings.aws_account_id:
+        return settings.aws_account_id
+    if settings.aws_target is AwsTarget.EMBEDDED:
+        return "123456789012"  # moto's
+    if settings.aws_target is AwsTarget.LOCALSTACK:
+        return "000000000000"  # LocalStack's
+    return str(client("sts", settings).get_caller_identity()["Account"])
 
 
 def client_kwargs(settings: Settings) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from trackflow.state.dynamo import from_item, is_condition_failure, to_item
+from trackflow.adapters.state.dynamo import from_item, is_condition_failure, to_item
 
 __all__ = ["RateLimiter"]
 

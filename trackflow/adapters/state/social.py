@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from trackflow.state.dynamo import batches, from_item, now_iso, query_page, to_item
+from trackflow.adapters.state.dynamo import batches, from_item, now_iso, query_page, to_item
 
 __all__ = ["SocialStore", "decode_cursor", "encode_cursor"]
 

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from trackflow import aws
+from trackflow.adapters import aws
 from trackflow.settings import DLQ_SUFFIX, Settings
 
 __all__ = ["DeadLetter", "counts", "describe", "peek", "redrive"]

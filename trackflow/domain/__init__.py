@@ -1,0 +1,1 @@
+"""The domain: a track's record and statuses, object keys, copyright verdicts, emails. Pure."""

@@ -1,0 +1,1 @@
+"""What operators run: resource bootstrap, dead-letter queues, capacity planning."""
