@@ -11,11 +11,11 @@ ENV    ?= dev
 
 .PHONY: install tools browser run up test lint bench bench-copyright bench-e2e chaos plan deploy infra-docs clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml devstack/pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]' -e ./devstack
 	@touch $@
 
 install: $(STAMP)

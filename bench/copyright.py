@@ -210,9 +210,10 @@ def dynamodb_cost(hashes: np.ndarray, times: np.ndarray) -> dict[str, float]:
         }
     )
     os.environ.pop("TRACKFLOW_AWS_ENDPOINT_URL", None)
+    from trackflow_devstack.emulator import EmulatorServer
+
     from trackflow.adapters import aws
     from trackflow.adapters.state.catalogue import Catalogue, WorkStatus, chunk_count
-    from trackflow.emulator import EmulatorServer
     from trackflow.operations.bootstrap import bootstrap
 
     settings = Settings()

@@ -245,9 +245,10 @@ def system(tracks: list[Path], probe: Path, warm_up: Path, cores: int) -> System
 
     Each phase starts on a quiet stack: the work that follows a publication (the catalogue
     joining the track) of one phase is not charged to the next."""
+    from trackflow_devstack.stack import Stack
+
     from trackflow.auth import mint_token
     from trackflow.cli.client import ApiClient
-    from trackflow.cli.stack import Stack
     from trackflow.settings import get_settings
 
     settings = get_settings()
@@ -286,7 +287,7 @@ def system(tracks: list[Path], probe: Path, warm_up: Path, cores: int) -> System
 
 
 def _emulator_cpu(stack: Any) -> dict[tuple[str, str], tuple[float, int]]:
-    from trackflow.emulator import cpu_by_caller
+    from trackflow_devstack.emulator import cpu_by_caller
 
     if not stack.embedded:
         return {}

@@ -27,7 +27,6 @@ from rich.table import Table
 
 from trackflow.cli.client import ApiClient, ApiError
 from trackflow.cli.display import outputs_table, steps_table, timeline
-from trackflow.cli.stack import Stack, StackBusy
 from trackflow.domain.track import TERMINAL, Status
 from trackflow.logs import configure_logging
 from trackflow.settings import Lane, WorkerGroup, get_settings
@@ -83,6 +82,8 @@ def main() -> None:
 @click.option("--cores", type=int, help="CPU worker processes (default: all cores)")
 def up(cores: int | None) -> None:
     """Run the local stack in the foreground: emulator, API, consumer, workers."""
+    from trackflow_devstack.stack import Stack, StackBusy
+
     configure_logging("up")
     stack = Stack(get_settings(), cores=cores)
     try:
@@ -111,7 +112,7 @@ def up(cores: int | None) -> None:
 @main.command()
 def emulator() -> None:
     """Serve the embedded AWS emulator (moto) on the loopback."""
-    from trackflow.emulator import EmulatorServer
+    from trackflow_devstack.emulator import EmulatorServer
 
     configure_logging("emulator")
     settings = get_settings()
@@ -326,6 +327,8 @@ DEMO_TRACKS = [
 def demo(user: str, timeout: float) -> None:
     """Run the main job end to end: start the stack, upload generated tracks, follow them,
     print each one's timeline and outputs. Exit 0 only if every track was published."""
+    from trackflow_devstack.stack import Stack, StackBusy
+
     from trackflow.media.samples import SampleTrack, write_track
 
     configure_logging("demo", level="WARNING")

@@ -73,7 +73,8 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def emulator(settings: Settings) -> Iterator[str]:
     """The embedded emulator, behind the fault proxy, with every resource bootstrapped."""
-    from trackflow.emulator import EmulatorServer, wait_until_serving
+    from trackflow_devstack.emulator import EmulatorServer, wait_until_serving
+
     from trackflow.operations.bootstrap import bootstrap
 
     server = EmulatorServer(settings.emulator_host, settings.emulator_port).start()
@@ -113,7 +114,7 @@ def faults(emulator: str, settings: Settings) -> Iterator[Callable[..., dict]]:
 @pytest.fixture(scope="session")
 def stack(emulator: str, settings: Settings) -> Iterator[object]:
     """The API, the consumer and real Celery workers, as `trackflow up` runs them."""
-    from trackflow.cli.stack import Stack
+    from trackflow_devstack.stack import Stack
 
     running = Stack(settings)
     running.start()

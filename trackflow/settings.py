@@ -258,6 +258,7 @@ class Settings(BaseSettings):
         if self.aws_target is AwsTarget.EMBEDDED:
             return self.emulator_url
         if self.aws_target is AwsTarget.LOCALSTACK:
+            # localstack-client comes with the local stack (devstack/): deployments never need it
             from localstack_client.config import get_service_endpoint
 
             return get_service_endpoint("s3")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from mutagen.mp3 import MP3
 from PIL import Image
+from trackflow_devstack.stack import Stack
 
 from tests.support.stack import (
     client_for,
@@ -24,7 +25,6 @@ from tests.support.stack import (
     wait_for,
 )
 from trackflow.adapters import aws
-from trackflow.cli.stack import Stack
 from trackflow.domain.keys import rendition_artifact
 from trackflow.domain.track import STEP_BY_NAME, STEP_NAMES
 from trackflow.media.samples import SampleTrack, write_track

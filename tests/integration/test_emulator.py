@@ -18,9 +18,9 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from trackflow_devstack.emulator import _KeepAliveHandler, _tables_named, cpu_by_caller
 
 from trackflow.adapters.aws import client_kwargs
-from trackflow.emulator import _KeepAliveHandler, _tables_named, cpu_by_caller
 from trackflow.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("emulator")

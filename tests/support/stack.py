@@ -8,11 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from trackflow_devstack.emulator import sent_emails
+
 from trackflow.adapters import aws
 from trackflow.auth import mint_token
 from trackflow.cli.client import ApiClient
 from trackflow.domain.keys import PEAKS_ARTIFACT
-from trackflow.emulator import sent_emails
 from trackflow.settings import Settings
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from trackflow.domain.track import STAGES, STEP_BY_NAME
-from trackflow.emulator import port_in_use, wait_until_serving
 from trackflow.settings import AwsTarget, Lane, Settings, WorkerGroup
+from trackflow_devstack.emulator import port_in_use, wait_until_serving
 
 __all__ = ["Role", "Stack", "StackBusy", "worker_roles"]
 
@@ -54,17 +54,16 @@ IO_FAN_OUT = max(
 
 def worker_roles(cores: int | None = None) -> list[Role]:
     """Workers for this machine: a CPU slot for every core and one more, an I/O slot for each
-    I/O step a stage starts at once (with two, the uploader's email waited for the search
-    index or the feeds to finish: 0.2 s, measured), a small priority lane of each so that
+    I/O step a stage starts at once (with fewer, the uploader's email waited for the search
+    index or the feeds to finish), a small priority lane of each so that
     priority uploads never wait behind the backlog, and one slot of each for bulk work (the
     catalogue's) so that it never holds up an upload.
 
     The extra CPU slot: a track's three encodes (and its checks' three CPU branches) start
     together, and on two slots the third waited for the first to end; sharing the cores,
-    they end together sooner (`make bench-e2e`: a 5-minute track published in 24.8 s rather
-    than 26.0 s). That holds on an idle stack only: a step that was queued waits for a free
-    core (tasks/cores.py), so in a backlog the extra slot holds the next step, ready the moment
-    a core frees."""
+    they end together sooner (`make bench-e2e` measures it). That holds on an idle stack only:
+    a step that was queued waits for a free core (tasks/cores.py), so in a backlog the extra
+    slot holds the next step, ready the moment a core frees."""
     cores = cores or os.cpu_count() or 2
     plan = [
         (WorkerGroup.CPU, Lane.STANDARD, cores + 1),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
-import email.utils
 import functools
 import hashlib
 import hmac
@@ -34,6 +33,8 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import LimitedStream
 
+from trackflow.adapters.aws import EMULATOR_CREDENTIALS
+
 __all__ = ["EmulatorServer", "cpu_by_caller", "port_in_use", "sent_emails", "wait_until_serving"]
 
 SENT_EMAILS_PATH = "/_aws/ses"  # LocalStack's path for the same listing
@@ -46,14 +47,12 @@ class _AtomicDynamoDB:
     moto changes DynamoDB items in place, without locks, so concurrent requests on one item can
     read it half written (seen here as counters losing counts); DynamoDB itself applies every
     request atomically. Here the requests on one table run one at a time, and requests on other
-    tables beside them: a track's writes need not queue behind the catalogue's transactions of a
-    hundred postings, 60 ms each. (The idle bench track, from its last step's end to its
-    published record, eight runs each: 0.01-0.34 s with one lock for every table, 0.02-0.10 s
-    with these.) A request that names no table (a listing, a PartiQL statement) runs alone.
-    SQS long polls are left to run side by side.
+    tables beside them, so that a track's writes need not queue behind the catalogue's
+    transactions of a hundred postings. A request that names no table (a listing, a PartiQL
+    statement) runs alone. SQS long polls are left to run side by side.
 
-    A DynamoDB request names its operation in a header, so it needs none of the routing of
-    moto's Flask apps: handing it to the handler directly spared 14% of an UpdateItem's CPU.
+    A DynamoDB request names its operation in a header, so it goes to moto's handler directly,
+    without the routing of moto's Flask apps.
     """
 
     _TARGET = "DynamoDB_20120810."
@@ -406,8 +405,8 @@ class _KeepAliveHandler(WSGIRequestHandler):
     werkzeug closes every connection after one response, as http.server cannot tell where a
     request body the app left unread ends. Here the app reads the body through a stream that stops
     at its Content-Length, and what it leaves is skipped before the next request. A chunked body
-    has no such end, so its connection still closes. (`make bench-e2e`: the emulator's CPU outside
-    its requests, a connection and a thread for each, fell from 2.3 to 1.1 s.)
+    has no such end, so its connection still closes. AWS keeps connections open too, so clients
+    behave here as they do there.
     """
 
     timeout = 60  # seconds an idle connection is kept; clients reconnect after
@@ -437,42 +436,6 @@ class _KeepAliveHandler(WSGIRequestHandler):
             return
         super().send_header(keyword, value)
 
-    def date_time_string(self, timestamp: float | None = None) -> str:
-        # formatted once a second, not for every answer (5% of an UpdateItem's CPU)
-        return _http_date(int(time.time() if timestamp is None else timestamp))
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # werkzeug formats a line for every request before its logger drops it
-        if logging.getLogger("werkzeug").isEnabledFor(logging.INFO):
-            super().log_request(code, size)
-
-
-@functools.lru_cache(maxsize=1)
-def _http_date(second: int) -> str:
-    return email.utils.formatdate(second, usegmt=True)
-
-
-@functools.cache
-def _spare_moto_repeated_work() -> None:
-    """moto works out, on every request, things that never change while it runs: its package
-    directory's listing (to route the request; a quarter of the emulator's time per request), the
-    methods of the handler class (to find the action; 9% of an UpdateItem's CPU) and the syntax
-    tree of an update expression (parsed twice per UpdateItem, 8% of its CPU; the few expressions
-    our stores write recur). Each is computed once here. A parsed expression can be shared: moto
-    validates and applies a copy of it."""
-    import moto.backends
-    import moto.core.responses
-    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
-
-    modules = tuple(moto.backends.list_of_moto_modules())
-    moto.backends.list_of_moto_modules = lambda: modules
-    moto.core.responses.method_names_from_class = functools.cache(
-        moto.core.responses.method_names_from_class
-    )
-    UpdateExpressionParser.make = staticmethod(  # type: ignore[method-assign]
-        functools.lru_cache(maxsize=1024)(UpdateExpressionParser.make)
-    )
-
 
 _backing_up_by_item = threading.local()
 
@@ -488,10 +451,10 @@ class _Tables(OrderedDict):  # type: ignore[type-arg]
 @functools.cache
 def _back_up_transactions_by_item() -> None:
     """moto backs up the table of each item a TransactWriteItems names, a deep copy of the whole
-    table, to roll a cancelled transaction back: 40 CPU-s for one transaction of 100 items on a
-    table of 8,000 (0.1 s with this). Here a transaction backs up only the items it names, and a
-    cancelled one puts those back: no other request touches those tables meanwhile
-    (``_AtomicDynamoDB``)."""
+    table, to roll a cancelled transaction back: a catalogue join's transaction of 100 items on
+    a table of thousands would keep a user of `make run` waiting for tens of seconds. Here a
+    transaction backs up only the items it names, and a cancelled one puts those back: no other
+    request touches those tables meanwhile (``_AtomicDynamoDB``)."""
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.dynamo_type import DynamoType
 
@@ -543,7 +506,6 @@ class EmulatorServer:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the emulator enforces no access control: loopback only")
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-        _spare_moto_repeated_work()
         _back_up_transactions_by_item()
         self.host, self.port = host, port
         self._server: Any = None
@@ -556,17 +518,14 @@ class EmulatorServer:
     def start(self) -> EmulatorServer:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-        from trackflow.adapters.aws import EMULATOR_CREDENTIALS
-
         secrets = {
             EMULATOR_CREDENTIALS["aws_access_key_id"]: EMULATOR_CREDENTIALS["aws_secret_access_key"]
         }
 
         def backend_app(service: str) -> Any:
             app = create_backend_app(service)
-            # moto turns on Flask's debug mode, whose checks cost every request served through
-            # Flask (6% of an UpdateItem's CPU, measured before DynamoDB went around Flask);
-            # without it, an error is still answered 500 and logged.
+            # moto turns on Flask's debug mode, whose checks cost every request; without it an
+            # error is still answered 500 and logged.
             app.debug = False
             return app
 
