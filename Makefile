@@ -65,6 +65,7 @@ infra-docs: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/python -m trackflow_devstack.typecheck
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .trackflow .pytest_cache

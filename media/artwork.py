@@ -100,7 +100,7 @@ def _upright_srgb(image: Image.Image, largest: int) -> Image.Image:
     if icc:
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            image = ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
+            image = ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB") or image
         except (ImageCms.PyCMSError, OSError):
             pass  # a broken profile: fall back to treating the pixels as sRGB
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):

@@ -131,7 +131,9 @@ def read_pcm(
     frame_bytes = 4 * channels
     produced = 0
     stderr_chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: stderr_chunks.append(process.stderr.read()))
+    assert process.stdout is not None and process.stderr is not None  # both piped above
+    stderr_pipe = process.stderr
+    reader = threading.Thread(target=lambda: stderr_chunks.append(stderr_pipe.read()))
     reader.start()
     try:
         assert process.stdout is not None
@@ -191,7 +193,7 @@ class LoudnessStats:
     def from_record(cls, record: dict[str, float | None]) -> LoudnessStats:
         return cls(
             *(
-                float("-inf") if record.get(name) is None else float(record[name])
+                float("-inf") if (value := record.get(name)) is None else float(value)
                 for name in ("integrated_lufs", "range_lu", "true_peak_dbtp")
             )
         )

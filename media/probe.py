@@ -208,7 +208,7 @@ def _sniff_ogg(head: bytes) -> str | None:
 
 
 def _codec(family: str, audio: mutagen.FileType) -> str:
-    info = audio.info
+    info: Any = audio.info  # each format's own StreamInfo
     if family == "mp4":
         if not getattr(info, "codec", "") or not getattr(info, "channels", 0):
             raise InputRejected("the file has no audio stream", code=NO_AUDIO)

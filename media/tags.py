@@ -184,7 +184,7 @@ def _from_mp4(tags: MP4Tags) -> dict[str, Any]:
 
         raw[field] = _safe(read, field)
     for field, key in (("track", "trkn"), ("disc", "disk")):
-        pair = _safe(lambda key=key: tags.get(key, [None])[0], field)
+        pair = _safe(lambda key=key: tags.get(key, [None])[0], field)  # type: ignore[misc]
         if pair:
             raw[field] = f"{pair[0]}/{pair[1]}" if len(pair) > 1 and pair[1] else str(pair[0])
     return raw
@@ -257,8 +257,9 @@ def _pictures(audio: mutagen.FileType) -> Iterable[EmbeddedPicture]:
     else:
         for picture in getattr(audio, "pictures", []):  # FLAC
             yield EmbeddedPicture(picture.data, picture.mime, int(picture.type))
-        for encoded in (tags or {}).get("metadata_block_picture", []) if tags else []:
-            picture = _safe(lambda e=encoded: Picture(base64.b64decode(e)), "picture")
+        encoded_pictures: list[str] = (tags or {}).get("metadata_block_picture", []) if tags else []
+        for encoded in encoded_pictures:
+            picture = _safe(lambda e=encoded: Picture(base64.b64decode(e)), "picture")  # type: ignore[misc]
             if picture:
                 yield EmbeddedPicture(picture.data, picture.mime, int(picture.type))
 

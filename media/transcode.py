@@ -124,6 +124,7 @@ def encode_mp3(
                 overshoot + 0.2
             )
     info = MP3(partial).info
+    assert info is not None  # mutagen raises on a file without MPEG frames
     partial.replace(out_path)
     return {
         "bitrate_kbps": bitrate_kbps,

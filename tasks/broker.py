@@ -62,6 +62,8 @@ _clients: dict[tuple[Any, ...], tuple[tuple[str | None, ...], Any]] = {}
 
 
 class Channel(SQS.Channel):
+    hub: Any  # kombu's event loop, set before any queue is read
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._waiting_for_slot: dict[str, Any] = {}  # queue: its once-a-second look
         super().__init__(*args, **kwargs)  # (which may set the prefetch: _slot_freed reads it)
@@ -143,7 +145,7 @@ class Channel(SQS.Channel):
         finally:
             self._slot_freed()
 
-    def asynsqs(self, queue: str | None = None) -> AsyncSQSConnection:
+    def asynsqs(self, queue: str | None = None) -> _TolerantAsyncSQSConnection:
         connection = super().asynsqs(queue)
         # kombu builds and caches the connection itself; this one only reads answers better
         connection.__class__ = _TolerantAsyncSQSConnection

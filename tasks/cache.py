@@ -99,8 +99,8 @@ class ObjectCache:
                     continue
                 entries.append((stat.st_mtime, stat.st_size, entry.path))
         total = sum(size for _, size, _ in entries) + keep.stat().st_size
-        for _, size, entry in sorted(entries):
+        for _, size, path in sorted(entries):
             if total <= self.max_bytes:
                 break
-            Path(entry).unlink(missing_ok=True)
+            Path(path).unlink(missing_ok=True)
             total -= size

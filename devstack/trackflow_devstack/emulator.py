@@ -301,7 +301,8 @@ class _SentEmails:
                 "Body": getattr(message, "body", None),
             }
             for _account, region, backend in ses_backends.iter_backends()
-            for message in list(backend.sent_messages)  # a copy: workers append as we read
+            # a copy of the list: workers append to it as we read
+            for message in list(backend.sent_messages)  # type: ignore[attr-defined]
         ]
         return _json_answer(start_response, {"messages": messages})
 
@@ -420,8 +421,9 @@ class _KeepAliveHandler(WSGIRequestHandler):
         self._reusable = length.isdigit() and "Transfer-Encoding" not in self.headers
         if not self._reusable:
             return super().run_wsgi()
-        connection_stream = self.rfile
-        self.rfile = body = LimitedStream(connection_stream, int(length))
+        connection_stream: Any = self.rfile
+        body = LimitedStream(connection_stream, int(length))
+        self.rfile = body  # type: ignore[assignment]
         try:
             super().run_wsgi()
             body.exhaust()
@@ -440,7 +442,7 @@ class _KeepAliveHandler(WSGIRequestHandler):
 _backing_up_by_item = threading.local()
 
 
-class _Tables(OrderedDict):  # type: ignore[type-arg]
+class _Tables(OrderedDict[str, Any]):
     """A backend's tables. A transaction backed up by item (in its own thread) finds none of
     them ``in`` this mapping, so moto backs up no whole table for it."""
 
@@ -468,7 +470,7 @@ def _back_up_transactions_by_item() -> None:
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
         backups = []
         for action in transact_items:
-            op = next(iter(action.values()), {})
+            op: dict[str, Any] = next(iter(action.values()), {})
             table = self.tables.get(op.get("TableName"))
             key = op.get("Key") or op.get("Item") or {}
             names = [table.hash_key_attr, table.range_key_attr] if table else []
@@ -522,7 +524,7 @@ class EmulatorServer:
             EMULATOR_CREDENTIALS["aws_access_key_id"]: EMULATOR_CREDENTIALS["aws_secret_access_key"]
         }
 
-        def backend_app(service: str) -> Any:
+        def backend_app(service: Any) -> Any:
             app = create_backend_app(service)
             # moto turns on Flask's debug mode, whose checks cost every request; without it an
             # error is still answered 500 and logged.

@@ -18,6 +18,7 @@ three-hour recording is many bounded tasks rather than one long one.
 
 from __future__ import annotations
 
+import builtins
 import io
 import struct
 import time
@@ -320,9 +321,11 @@ class Catalogue:
                     )
         return result
 
-    def _batch_get(self, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _batch_get(
+        self, table: str, keys: builtins.list[dict[str, Any]]
+    ) -> builtins.list[dict[str, Any]]:
         """BatchGetItem, resending what DynamoDB left unprocessed."""
-        items: list[dict[str, Any]] = []
+        items: builtins.list[dict[str, Any]] = []
         request: dict[str, Any] = {table: {"Keys": keys}}
         attempt = 0
         while request:
