@@ -25,12 +25,15 @@ from typing import Any
 import numpy as np
 import psutil
 
-from trackflow.media import artwork, ffmpeg, fingerprint, loudness, probe, tags, transcode, waveform
+from trackflow.media import artwork, ffmpeg, probe, recipes, tags
 from trackflow.media.samples import SampleTrack, synthesise, write_pcm, write_track
 from trackflow.settings import Settings
 
-SETTINGS = Settings.model_construct()
+# The workers' settings, but for the time limit: the memory run's 2-hour input may take longer
+# than a worker's limit on a slow host, and the limit guards a worker, not a measurement.
+SETTINGS = Settings.model_construct(cpu_task_time_limit_s=3 * 3600)
 RATE = SETTINGS.rendition_sample_rate
+TARGET, CEILING = SETTINGS.loudness_target_lufs, SETTINGS.true_peak_ceiling_dbtp
 Step = Callable[[], Any]  # one media step on the bench input
 
 
@@ -88,66 +91,33 @@ def _by_step(
 def ours(
     track: Path, work: Path, state: dict[str, Any] | None = None
 ) -> dict[str, Callable[[], Any]]:
-    """Each step's media work; later steps read what earlier ones left in ``state``."""
+    """Each step's media work, through the recipes the workers call, with the same settings;
+    later steps read what earlier ones left in ``state``."""
     info = probe.inspect_audio(track)
     state = {} if state is None else state
 
     def metadata() -> None:
-        gate = probe.inspect_audio(track)
-        tags.read_tags(probe.open_audio(track, gate), fallback_title="x")
+        recipes.extract_metadata(track, probe.inspect_audio(track), fallback_title="x")
 
     def art() -> None:
-        cover = tags.front_cover(probe.open_audio(track, info))
-        artwork.render_artwork(cover.data, work / "art", SETTINGS.artwork_sizes)
+        recipes.resize_artwork(track, info, work / "art", SETTINGS)
 
     def analyse() -> None:
-        result, mins, maxs = waveform.analyse_audio(
-            track,
-            info,
-            samples_per_pixel=SETTINGS.waveform_samples_per_pixel,
-            sample_rate=RATE,
-            silence_dbfs=-60,
-            timeout=3600,
-        )
-        doc = waveform.peaks_document(
-            mins,
-            maxs,
-            sample_rate=RATE,
-            bits=8,
-            samples_per_pixel=SETTINGS.waveform_samples_per_pixel,
-        )
-        (work / "peaks.json").write_text(json.dumps(doc))
-        waveform.render_png(mins, maxs, work / "wave.png", width=1800, height=280)
-        state["loudness"] = result.loudness
+        state["loudness"] = recipes.analyse_waveform(track, info, work, SETTINGS).analysis.loudness
 
     def normalise() -> None:
-        result = loudness.normalise(
-            track,
-            info,
-            state["loudness"],
-            work / "norm.flac",
-            target_lufs=-14,
-            ceiling_dbtp=-1,
-            lossy_headroom_db=SETTINGS.lossy_headroom_db,
-            lossy_loudness_bias_lu=SETTINGS.lossy_loudness_bias_lu,
-            sample_rate=RATE,
-            timeout=3600,
+        result = recipes.normalise_audio(
+            track, info, state["loudness"], work / "norm.flac", SETTINGS
         )
         state["peak"] = result.output.true_peak_dbtp
 
     def copyright_check() -> None:
-        fingerprint.fingerprint_file(track, info.demuxer, timeout=3600)
+        recipes.fingerprint_upload(track, info, SETTINGS)
 
     def encode(bitrate: int) -> Callable[[], None]:
         def run() -> None:
-            transcode.encode_mp3(
-                work / "norm.flac",
-                work / f"{bitrate}.mp3",
-                bitrate_kbps=bitrate,
-                sample_rate=RATE,
-                source_peak_dbtp=state["peak"],
-                max_peak_dbtp=-0.8,
-                timeout=3600,
+            recipes.encode_rendition(
+                work / "norm.flac", work / f"{bitrate}.mp3", bitrate, state["peak"], SETTINGS
             )
 
         return run
@@ -193,7 +163,8 @@ def references(track: Path, cover: Path, work: Path) -> dict[str, Callable[[], A
             check=True,
         ).stdout
         pcm = np.frombuffer(raw, "<f4")
-        whole = pcm[: len(pcm) // 512 * 512].reshape(-1, 512)
+        spp = SETTINGS.waveform_samples_per_pixel
+        whole = pcm[: len(pcm) // spp * spp].reshape(-1, spp)
         (work / "ref_peaks.json").write_text(
             json.dumps(np.stack([whole.min(1), whole.max(1)], 1).round(3).ravel().tolist())
         )
@@ -202,7 +173,7 @@ def references(track: Path, cover: Path, work: Path) -> dict[str, Callable[[], A
             "-i",
             str(track),
             "-filter_complex",
-            "showwavespic=s=1800x280",
+            f"showwavespic=s={SETTINGS.waveform_png_width}x{SETTINGS.waveform_png_height}",
             "-frames:v",
             "1",
             str(work / "ref_wave.png"),
@@ -216,7 +187,7 @@ def references(track: Path, cover: Path, work: Path) -> dict[str, Callable[[], A
                 "-i",
                 str(track),
                 "-af",
-                "loudnorm=I=-14:TP=-1:LRA=11:print_format=json",
+                f"loudnorm=I={TARGET}:TP={CEILING}:LRA=11:print_format=json",
                 "-f",
                 "null",
                 "-",
@@ -231,7 +202,7 @@ def references(track: Path, cover: Path, work: Path) -> dict[str, Callable[[], A
             "-i",
             str(track),
             "-af",
-            f"loudnorm=I=-14:TP=-1:LRA=11:linear=true:measured_I={stats['input_i']}:"
+            f"loudnorm=I={TARGET}:TP={CEILING}:LRA=11:linear=true:measured_I={stats['input_i']}:"
             f"measured_TP={stats['input_tp']}:measured_LRA={stats['input_lra']}:"
             f"measured_thresh={stats['input_thresh']},aresample={RATE}",
             "-c:a",
