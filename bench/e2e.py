@@ -7,15 +7,13 @@ A batch of generated tracks (tagged, with cover art) is processed both ways in o
    DynamoDB;
 2. the system: `trackflow up` on the embedded emulator, every track uploaded at once through
    presigned URLs, timed until the last is published;
-3. bare again. A shared virtual machine's cores change speed from minute to minute (the same
-   bare work took 70 s in one run and 88 s in the next, measured here), so the system is
-   compared with the mean of the bare runs either side of it, and the bench prints both, and
-   the share of the cores the hypervisor took (steal) in each phase.
+3. bare again. A shared virtual machine's cores change speed from minute to minute, so the
+   system is compared with the mean of the bare runs either side of it, and the bench prints
+   both, and the share of the cores the hypervisor took (steal) in each phase.
 
 Steps 2 and 3 repeat for ``--rounds`` (five by default), each on a fresh stack. One round's
-ratio moved by 0.1 and more between runs of the same code (1.06 to 1.39 on two shared cores,
-measured; 1.02 to 1.40 within one run of five), more than most changes under test, and with
-three rounds one such round moved the median; the bench reports the median round's ratio,
+ratio moves between runs of the same code by more than most changes under test
+(docs/performance.md), so the bench reports the median round's ratio,
 every round's beside it, and the median round's details.
 
 Before the batch, one longer track on the idle stack (after a short warm-up track, as a stack
@@ -258,7 +256,7 @@ def system(tracks: list[Path], probe: Path, warm_up: Path, cores: int) -> System
         client = ApiClient(settings.api_url, mint_token(settings, "bench"))
         roles = {r.name: psutil.Process(r.process.pid) for r in stack.roles if r.process}
         # A stack that just started runs each pool process's first step late (lazy imports
-        # and set-up: 0.3-0.8 s a hop, measured); an idle stack in service is past that.
+        # and set-up); an idle stack in service is past that.
         print("  a warm-up track, then the probe track alone on the idle stack", file=sys.stderr)
         _follow(client, [_upload(client, warm_up)], poll_s=1.0)
         wait_until_quiet(settings)

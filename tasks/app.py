@@ -135,7 +135,8 @@ def _logging(**_: Any) -> None:
 @worker_process_init.connect
 def _fresh_process(**_: Any) -> None:
     """Forked pool processes start with fresh AWS clients (they are cached per pid), built now
-    rather than in the process's first step: each loads a service model, 0.1-0.2 s."""
+    rather than in the process's first step, which would wait while each loads its service
+    model."""
     configure_logging("worker")
     settings = get_settings()
     for service in ("s3", "dynamodb"):

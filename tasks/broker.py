@@ -10,14 +10,14 @@ not asked a hundred times a second. Any other error still raises, so a misconfig
 missing permission stays loud.
 
 kombu builds a boto3 client for each predefined queue the first time a process sends to it or
-reads from it, and building one loads the SQS service model: 0.08-0.2 s, measured, which the
-step that launches the next stage spent before its first message left (a publication started
-0.3 s late). All our queues share one region and one set of credentials, so one client serves
-them all; ``warm_up`` builds it when a process starts, before any step runs.
+reads from it, and building one loads the SQS service model, which the step that launches the
+next stage spent before its first message left. All our queues share one region and one set
+of credentials, so one client serves them all; ``warm_up`` builds it when a process starts,
+before any step runs.
 
 While every slot of a worker is busy, kombu asks again whether one is free every
-``polling_interval``: a busy CPU worker's main process woke a hundred times a second for nothing
-(2.4 CPU-s in `make bench-e2e`'s batch, measured). Here a queue with no free slot waits for
+``polling_interval``: a busy CPU worker's main process woke a hundred times a second for
+nothing. Here a queue with no free slot waits for
 the ack, reject or prefetch change that frees one, and is read again at once.
 """
 
@@ -117,8 +117,7 @@ class Channel(SQS.Channel):
 
     def _slot_freed(self) -> None:
         # Read at once, not through the hub's call_soon: Celery acks from the hub's ready
-        # callbacks, and one added there waits for the next poll to return, up to a second (the
-        # third encode of an idle track started 0.3-0.7 s late, measured).
+        # callbacks, and one added there waits for the next poll to return, up to a second.
         if self._waiting_for_slot and self.qos.can_consume():
             for queue in list(self._waiting_for_slot):
                 self._read_again(queue)

@@ -3,9 +3,8 @@
 A CPU worker keeps one process more than the host has cores, so that the three steps a stage
 starts at once start together on an idle stack rather than the third waiting for the first to
 end. In a backlog that third process would put three media steps on two cores for the whole
-batch, and sharing costs the media work itself 13-16% more CPU than alone (`make bench-e2e`,
-measured: the encodes' CPU, system/bare, was 1.13-1.16 with three processes on two cores and
-0.93-1.00 with two). So a step takes a lease on a core first, and one that finds every core
+batch, and media work sharing a core costs more CPU than alone (`make bench-e2e` shows it;
+docs/performance.md). So a step takes a lease on a core first, and one that finds every core
 leased waits for one, unless it was not queued at all: a worker process was free the moment it
 became ready, as on an idle stack or at the end of a backlog.
 
@@ -71,8 +70,7 @@ class CoreLeases:
         try:
             if claim.fd is None and wait_s > 0:
                 # one thread blocked on each lease: the first freed is taken at once, and
-                # nothing wakes meanwhile (looking every 20 ms instead cost 11 ms of CPU a
-                # second, measured)
+                # nothing wakes meanwhile, as polling the leases would
                 for path in self.paths:
                     threading.Thread(target=claim.wait_for, args=(path,), daemon=True).start()
                 claim.won.wait(wait_s)

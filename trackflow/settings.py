@@ -146,7 +146,7 @@ class Settings(BaseSettings):
     # Published tracks join the copyright catalogue with one landmark hash in this many: the
     # sample nominates the track and all of its landmarks decide, so a re-upload or a 10 s
     # excerpt is caught as well as from the full index, at a sixteenth of the index writes
-    # (`make bench-copyright` measures what is caught; one in 32 missed 10 s noisy excerpts).
+    # (`make bench-copyright` measures what is caught).
     track_index_sampling: int = Field(16, ge=1)
 
     # --- workers and queues -----------------------------------------------------------------
@@ -159,8 +159,7 @@ class Settings(BaseSettings):
     broker_wait_time_s: int = 10  # SQS long poll
     cache_max_bytes: int = 10 * 1024**3  # each worker host's local copy of uploads
     # Artifacts up to this size go to S3 in one streamed PUT, larger ones in parts: AWS advises
-    # parts from about 100 MB, and a 3-minute track's 37 MB master sent in 8 MB parts cost the
-    # emulator 0.24 CPU-s against 0.14 in one PUT, and its uploader 0.07 against 0.04
+    # parts from about 100 MB, and every part is a request to sign, send and assemble.
     multipart_upload_bytes: int = Field(64 * 1024**2, ge=5 * 1024**2)
     # A CPU step that finds every core of its host busy waits for one (tasks/cores.py), unless
     # it started this soon after becoming ready: then nothing was queued, and it shares a core.

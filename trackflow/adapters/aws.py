@@ -35,7 +35,7 @@ def user_agent() -> str:
     """The User-Agent of this process's AWS requests: trackflow, and the ``app/`` name of the
     process if it has one (``AWS_SDK_UA_APP_ID``, which botocore reads too). Set once per
     client: botocore rebuilds its own (some thirty parts, each sanitised) for every request,
-    an eighth of a DynamoDB call's client CPU (measured with cProfile, 2,000 UpdateItems)."""
+    a noticeable share of a DynamoDB call's client CPU."""
     app = os.environ.get("AWS_SDK_UA_APP_ID")
     return f"trackflow/{version('trackflow')}" + (f" app/{app}" if app else "")
 
@@ -151,9 +151,8 @@ def put_files(
 class _AsyncS3:
     """An aiobotocore S3 client kept open on an event loop of its own thread.
 
-    A client is costly to build (it parses the S3 service model and builds a TLS context: a
-    quarter of a CPU worker's time when each call built one, measured with py-spy in
-    `make bench-e2e`) and cheap to keep; its connections are reused from call to call.
+    A client is costly to build (it parses the S3 service model and builds a TLS context) and
+    cheap to keep; its connections are reused from call to call.
     """
 
     def __init__(self, settings: Settings) -> None:

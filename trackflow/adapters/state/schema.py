@@ -64,5 +64,4 @@ TABLES: tuple[Table, ...] = (
     Table("fingerprints", "hash", key_types={"hash": "N"}),
     # side-effect claims, rate-limit buckets and other short-lived records
     Table("idempotency", "key", ttl_attribute="expires_at"),
-    # Celery's result backend (its own schema: a string "id")
 )
