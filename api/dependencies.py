@@ -1,0 +1,135 @@
+"""What routes need, as FastAPI dependencies: settings, the caller, the stores, storage and
+the search index.
+
+Each is built per request from :func:`app_settings`, so a test swaps one of them (or the
+settings, and with them everything built from them) through ``app.dependency_overrides``::
+
+    app.dependency_overrides[track_store] = lambda: FakeTrackStore()
+
+Building them per request is cheap: the AWS clients underneath are cached per process.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from trackflow.adapters import aws
+from trackflow.adapters.search import SearchIndex, open_search
+from trackflow.adapters.state.catalogue import Catalogue
+from trackflow.adapters.state.social import SocialStore
+from trackflow.adapters.state.tracks import TrackStore
+from trackflow.adapters.state.users import UserStore
+from trackflow.api.errors import ApiError
+from trackflow.api.storage import Storage
+from trackflow.auth import AuthError, Principal, verify_token
+from trackflow.domain.keys import TRACK_ID
+from trackflow.settings import Settings
+from trackflow.tasks.catalogue import catalogue_store
+
+__all__ = [
+    "S3",
+    "Admin",
+    "AppSettings",
+    "Caller",
+    "OwnTrack",
+    "Search",
+    "Social",
+    "Tracks",
+    "Users",
+    "Works",
+    "admin",
+    "app_settings",
+    "catalogue",
+    "own_track",
+    "principal",
+    "search_index",
+    "social_store",
+    "storage",
+    "track_store",
+    "user_store",
+]
+
+
+def app_settings(request: Request) -> Settings:
+    """The settings the app was created with (each app may have its own, as tests make)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+AppSettings = Annotated[Settings, Depends(app_settings)]
+
+
+def track_store(settings: AppSettings) -> TrackStore:
+    return TrackStore(aws.client("dynamodb", settings), settings.table("tracks"))
+
+
+def user_store(settings: AppSettings) -> UserStore:
+    return UserStore(aws.client("dynamodb", settings), settings.table("users"))
+
+
+def social_store(settings: AppSettings) -> SocialStore:
+    return SocialStore(
+        aws.client("dynamodb", settings), settings.table("follows"), settings.table("feeds")
+    )
+
+
+def catalogue(settings: AppSettings) -> Catalogue:
+    return catalogue_store(settings)
+
+
+def search_index(settings: AppSettings) -> SearchIndex:
+    return open_search(settings)
+
+
+def storage(settings: AppSettings) -> Storage:
+    return Storage(aws.client("s3", settings), settings)
+
+
+Tracks = Annotated[TrackStore, Depends(track_store)]
+Users = Annotated[UserStore, Depends(user_store)]
+Social = Annotated[SocialStore, Depends(social_store)]
+Works = Annotated[Catalogue, Depends(catalogue)]
+Search = Annotated[SearchIndex, Depends(search_index)]
+S3 = Annotated[Storage, Depends(storage)]
+
+# auto_error off: a missing token is answered in the API's own error shape, not FastAPI's
+_bearer = HTTPBearer(auto_error=False)
+
+
+def principal(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    settings: AppSettings,
+) -> Principal:
+    """The caller, from their bearer token."""
+    if credentials is None:
+        raise ApiError(401, "unauthenticated", "a bearer token is required")
+    try:
+        return verify_token(settings, credentials.credentials)
+    except AuthError as error:
+        raise ApiError(401, "invalid_token", f"the token was refused: {error}") from error
+
+
+Caller = Annotated[Principal, Depends(principal)]
+
+
+def admin(caller: Caller) -> Principal:
+    """The caller, if an administrator."""
+    if not caller.admin:
+        raise ApiError(403, "forbidden", "this route is for administrators")
+    return caller
+
+
+Admin = Annotated[Principal, Depends(admin)]
+
+
+def own_track(track_id: str, caller: Caller, tracks: Tracks) -> dict[str, Any]:
+    """The caller's track ``track_id``. Someone else's answers 404 as a missing one does, so
+    that track ids cannot be probed."""
+    track = tracks.get(track_id) if TRACK_ID.match(track_id) else None
+    if track is None or track["owner"] != caller.user_id:
+        raise ApiError(404, "not_found", "no such track")
+    return track
+
+
+OwnTrack = Annotated[dict[str, Any], Depends(own_track)]

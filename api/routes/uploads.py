@@ -1,0 +1,74 @@
+"""New tracks: a record awaiting its audio, and the presigned POST that uploads it to S3."""
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter
+
+from trackflow.adapters.state.dynamo import now_iso
+from trackflow.api.dependencies import S3, AppSettings, Caller, Tracks, Users
+from trackflow.api.errors import ErrorResponse
+from trackflow.api.schemas import PresignedPost, UploadRequest, UploadResponse
+from trackflow.domain.keys import safe_filename, upload_key
+from trackflow.domain.track import Status, initial_steps, public_record
+from trackflow.logs import get_logger
+from trackflow.settings import Lane
+
+router = APIRouter()
+log = get_logger(__name__)
+
+
+def _new_track(
+    track_id: str, owner: str, lane: Lane, filename: str, content_type: str, upload: dict[str, str]
+) -> dict[str, Any]:
+    now = now_iso()
+    return {
+        "track_id": track_id,
+        "owner": owner,
+        "status": str(Status.AWAITING_UPLOAD),
+        "lane": str(lane),
+        "filename": filename,
+        "content_type": content_type,
+        "upload": upload,
+        "steps": initial_steps(),
+        "outputs": {},
+        "renditions": {},
+        "notifications": {},
+        "stages": {},
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+@router.post(
+    "/v1/uploads",
+    status_code=201,
+    response_model=UploadResponse,
+    responses={400: {"model": ErrorResponse}},
+)
+def create_upload(
+    request: UploadRequest,
+    caller: Caller,
+    settings: AppSettings,
+    tracks: Tracks,
+    users: Users,
+    s3: S3,
+) -> UploadResponse:
+    """Record a new track and return the presigned POST that uploads its audio to S3."""
+    content_type = s3.accepted_type(request.content_type, request.size)
+    profile = users.ensure(caller.user_id, email=caller.email)
+    track_id = uuid.uuid4().hex
+    filename = safe_filename(request.filename)
+    key = upload_key(settings.uploads_prefix, caller.user_id, track_id, filename)
+    upload: PresignedPost = s3.upload_form(key, content_type)
+    track = _new_track(
+        track_id,
+        caller.user_id,
+        Lane.PRIORITY if profile.get("priority") else Lane.STANDARD,
+        filename,
+        content_type,
+        {"bucket": settings.uploads_bucket, "key": key, "expires_at": upload.expires_at},
+    )
+    tracks.create(track)
+    log.info("upload_presigned", track_id=track_id, owner=caller.user_id)
+    return UploadResponse(track_id=track_id, upload=upload, track=public_record(track))

@@ -1,0 +1,134 @@
+"""The API's request and response bodies, as the OpenAPI schema names them."""
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from trackflow.domain.keys import USER_ID
+
+__all__ = [
+    "AccountUpdate",
+    "FeedPage",
+    "Playback",
+    "PresignedPost",
+    "ProfileUpdate",
+    "ReviewDecision",
+    "SearchPage",
+    "Session",
+    "SessionRequest",
+    "TrackList",
+    "UploadRequest",
+    "UploadResponse",
+    "WorkList",
+    "WorkRequest",
+    "WorkResponse",
+    "Workflow",
+]
+
+
+class RequestBody(BaseModel):
+    """A request's JSON body: exactly its fields, of exactly their types (no "1" for 1)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class UploadRequest(RequestBody):
+    filename: str = Field(min_length=1, max_length=1000, description="the file's name on disk")
+    content_type: str = Field(description="an audio MIME type, e.g. audio/mpeg")
+    size: int | None = Field(None, ge=0, description="the file's size in bytes, if known")
+
+
+class PresignedPost(BaseModel):
+    url: str
+    fields: dict[str, str]
+    key: str
+    max_bytes: int
+    expires_at: str
+
+
+class UploadResponse(BaseModel):
+    track_id: str
+    upload: PresignedPost
+    track: dict[str, Any]
+
+
+class TrackList(BaseModel):
+    tracks: list[dict[str, Any]]
+    next_cursor: str | None = None
+
+
+class WorkRequest(RequestBody):
+    title: str = Field(min_length=1, max_length=500)
+    owner: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$", description="the rights holder")
+    filename: str = Field(min_length=1, max_length=1000)
+    content_type: str
+    size: int | None = Field(None, ge=0)
+
+
+class WorkResponse(BaseModel):
+    work: dict[str, Any]
+    upload: PresignedPost
+
+
+class WorkList(BaseModel):
+    works: list[dict[str, Any]]
+    next_cursor: str | None = None
+
+
+class ReviewDecision(RequestBody):
+    decision: str = Field(pattern="^(approve|reject)$")
+    note: str = Field("", max_length=2000)
+
+
+class SearchPage(BaseModel):
+    hits: list[dict[str, Any]]
+    total: int
+    offset: int
+    limit: int
+
+
+class FeedPage(BaseModel):
+    entries: list[dict[str, Any]]
+    next_cursor: str | None = None
+
+
+class ProfileUpdate(RequestBody):
+    email: EmailStr | None = None
+    email_opt_out: bool | None = None
+
+
+class AccountUpdate(RequestBody):
+    priority: bool | None = None
+    email: EmailStr | None = None
+
+
+class SessionRequest(RequestBody):
+    user: str = Field(pattern=USER_ID.pattern, description="the name to act as (local stacks)")
+
+
+class Session(BaseModel):
+    user: str
+    token: str
+    expires_in: int
+
+
+class Playback(BaseModel):
+    """What a player needs: the track's tags and presigned URLs of its media."""
+
+    track_id: str
+    owner: str
+    status: str
+    title: str
+    artist: str
+    album: str
+    duration_s: float
+    artwork: dict[str, str] = Field(description="file name (500.jpg, 500@2x.webp, ...) -> URL")
+    peaks: str | None = Field(description="the waveform's audiowaveform JSON")
+    renditions: dict[str, str] = Field(description="bitrate in kbps -> MP3 URL")
+    loudness: dict[str, Any] | None
+    copyright: dict[str, Any] | None
+    expires_at: str
+
+
+class Workflow(BaseModel):
+    stages: list[dict[str, Any]]
