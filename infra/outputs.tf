@@ -15,7 +15,7 @@ output "repository_url" {
 
 output "queue_urls" {
   description = "Every queue's URL, by key."
-  value       = module.messaging.queue_urls
+  value       = { for key, queue in module.messaging.queues : key => queue.url }
 }
 
 output "alarm_topic_arn" {

@@ -315,39 +315,40 @@ resource "aws_appautoscaling_policy" "backlog" {
     scale_out_cooldown = 60
 
     customized_metric_specification {
-      metrics {
-        id          = "visible"
-        label       = "messages waiting in ${var.queues[each.value].name}"
-        return_data = false
-        metric_stat {
-          stat = "Sum"
-          metric {
+      # The two series the backlog divides (visible messages, running tasks) share one block shape.
+      dynamic "metrics" {
+        for_each = {
+          visible = {
+            label       = "messages waiting in ${var.queues[each.value].name}"
+            stat        = "Sum"
             namespace   = "AWS/SQS"
             metric_name = "ApproximateNumberOfMessagesVisible"
-            dimensions {
-              name  = "QueueName"
-              value = var.queues[each.value].name
-            }
+            dimensions  = { QueueName = var.queues[each.value].name }
           }
-        }
-      }
-
-      metrics {
-        id          = "tasks"
-        label       = "running tasks of ${each.key}"
-        return_data = false
-        metric_stat {
-          stat = "Average"
-          metric {
+          tasks = {
+            label       = "running tasks of ${each.key}"
+            stat        = "Average"
             namespace   = "ECS/ContainerInsights"
             metric_name = "RunningTaskCount"
-            dimensions {
-              name  = "ClusterName"
-              value = aws_ecs_cluster.this.name
-            }
-            dimensions {
-              name  = "ServiceName"
-              value = aws_ecs_service.this[each.key].name
+            dimensions  = { ClusterName = aws_ecs_cluster.this.name, ServiceName = aws_ecs_service.this[each.key].name }
+          }
+        }
+        content {
+          id          = metrics.key
+          label       = metrics.value.label
+          return_data = false
+          metric_stat {
+            stat = metrics.value.stat
+            metric {
+              namespace   = metrics.value.namespace
+              metric_name = metrics.value.metric_name
+              dynamic "dimensions" {
+                for_each = metrics.value.dimensions
+                content {
+                  name  = dimensions.key
+                  value = dimensions.value
+                }
+              }
             }
           }
         }

@@ -86,11 +86,6 @@ variable "queues" {
   }))
 }
 
-variable "dlq_arns" {
-  description = "Dead-letter queue ARNs by source key."
-  type        = map(string)
-}
-
 variable "buckets" {
   description = "Bucket ARNs: uploads and media."
   type        = object({ uploads = string, media = string })

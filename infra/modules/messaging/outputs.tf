@@ -1,21 +1,11 @@
-output "queue_arns" {
-  description = "Queue ARNs by key."
-  value       = { for key, queue in aws_sqs_queue.this : key => queue.arn }
+output "queues" {
+  description = "Queues by key: name, ARN and URL."
+  value       = { for key, queue in aws_sqs_queue.this : key => { name = queue.name, arn = queue.arn, url = queue.id } }
 }
 
-output "queue_urls" {
-  description = "Queue URLs by key."
-  value       = { for key, queue in aws_sqs_queue.this : key => queue.id }
-}
-
-output "dlq_arns" {
-  description = "Dead-letter queue ARNs by key of their source queue."
-  value       = { for key, queue in aws_sqs_queue.dlq : key => queue.arn }
-}
-
-output "dlq_names" {
-  description = "Dead-letter queue names by key of their source queue."
-  value       = { for key, queue in aws_sqs_queue.dlq : key => queue.name }
+output "dead_letter_queues" {
+  description = "Dead-letter queues by key of their source queue: name and ARN."
+  value       = { for key, queue in aws_sqs_queue.dlq : key => { name = queue.name, arn = queue.arn } }
 }
 
 output "events_policy_id" {

@@ -15,36 +15,46 @@ resource "aws_sns_topic_subscription" "email" {
   endpoint  = var.alarm_email
 }
 
-resource "aws_cloudwatch_metric_alarm" "dead_letters" {
-  for_each = var.dead_letter_queues
+locals {
+  # The queue alarms differ only in these settings, so that one resource below makes them all.
+  queue_alarm_kinds = {
+    dead_letters = {
+      queues      = var.dead_letter_queues
+      suffix      = "not-empty"
+      description = "Messages that could never be processed are waiting in %s: inspect them with `trackflow dlq list`, fix the cause, replay with `trackflow dlq redrive`."
+      metric_name = "ApproximateNumberOfMessagesVisible"
+      periods     = 1
+      threshold   = 0
+    }
+    oldest_message = {
+      queues      = var.worker_queues
+      suffix      = "oldest-message"
+      description = "The oldest message in %s has waited over ${var.oldest_message_alarm_s} s: the workers are not keeping up (see `trackflow capacity`)."
+      metric_name = "ApproximateAgeOfOldestMessage"
+      periods     = 5
+      threshold   = var.oldest_message_alarm_s
+    }
+  }
 
-  alarm_name          = "${each.value}-not-empty"
-  alarm_description   = "Messages that could never be processed are waiting in ${each.value}: inspect them with `trackflow dlq list`, fix the cause, replay with `trackflow dlq redrive`."
-  namespace           = "AWS/SQS"
-  metric_name         = "ApproximateNumberOfMessagesVisible"
-  dimensions          = { QueueName = each.value }
-  statistic           = "Maximum"
-  period              = 60
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.this.arn]
-  ok_actions          = [aws_sns_topic.this.arn]
+  queue_alarms = merge([
+    for kind, alarm in local.queue_alarm_kinds : {
+      for key, queue in alarm.queues : "${kind}/${key}" => merge(alarm, { queue = queue })
+    }
+  ]...)
 }
 
-resource "aws_cloudwatch_metric_alarm" "oldest_message" {
-  for_each = var.worker_queues
+resource "aws_cloudwatch_metric_alarm" "queue" {
+  for_each = local.queue_alarms
 
-  alarm_name          = "${each.value}-oldest-message"
-  alarm_description   = "The oldest message in ${each.value} has waited over ${var.oldest_message_alarm_s} s: the workers are not keeping up (see `trackflow capacity`)."
+  alarm_name          = "${each.value.queue}-${each.value.suffix}"
+  alarm_description   = format(each.value.description, each.value.queue)
   namespace           = "AWS/SQS"
-  metric_name         = "ApproximateAgeOfOldestMessage"
-  dimensions          = { QueueName = each.value }
+  metric_name         = each.value.metric_name
+  dimensions          = { QueueName = each.value.queue }
   statistic           = "Maximum"
   period              = 60
-  evaluation_periods  = 5
-  threshold           = var.oldest_message_alarm_s
+  evaluation_periods  = each.value.periods
+  threshold           = each.value.threshold
   comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.this.arn]

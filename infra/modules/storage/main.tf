@@ -207,7 +207,7 @@ resource "aws_cloudfront_distribution" "media" {
   }
 }
 
-data "aws_iam_policy_document" "media" {
+data "aws_iam_policy_document" "cloudfront_reads" {
   statement {
     sid       = "CloudFrontReads"
     actions   = ["s3:GetObject"]
@@ -224,12 +224,22 @@ data "aws_iam_policy_document" "media" {
       values   = [aws_cloudfront_distribution.media.arn]
     }
   }
+}
+
+################################################################################
+# Bucket policies: both buckets refuse plain HTTP; the media bucket also admits CloudFront
+################################################################################
+
+data "aws_iam_policy_document" "this" {
+  for_each = local.buckets
+
+  source_policy_documents = each.key == "media" ? [data.aws_iam_policy_document.cloudfront_reads.json] : []
 
   statement {
     sid       = "TlsOnly"
     effect    = "Deny"
     actions   = ["s3:*"]
-    resources = [aws_s3_bucket.media.arn, "${aws_s3_bucket.media.arn}/*"]
+    resources = [each.value.arn, "${each.value.arn}/*"]
 
     principals {
       type        = "*"
@@ -244,32 +254,21 @@ data "aws_iam_policy_document" "media" {
   }
 }
 
-resource "aws_s3_bucket_policy" "media" {
-  bucket = aws_s3_bucket.media.id
-  policy = data.aws_iam_policy_document.media.json
+resource "aws_s3_bucket_policy" "this" {
+  for_each = local.buckets
+
+  bucket = each.value.id
+  policy = data.aws_iam_policy_document.this[each.key].json
 }
 
-data "aws_iam_policy_document" "uploads" {
-  statement {
-    sid       = "TlsOnly"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.uploads.arn, "${aws_s3_bucket.uploads.arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
+# The policies were one resource per bucket; these keep the deployed ones in place (drop them
+# once every environment has applied).
+moved {
+  from = aws_s3_bucket_policy.uploads
+  to   = aws_s3_bucket_policy.this["uploads"]
 }
 
-resource "aws_s3_bucket_policy" "uploads" {
-  bucket = aws_s3_bucket.uploads.id
-  policy = data.aws_iam_policy_document.uploads.json
+moved {
+  from = aws_s3_bucket_policy.media
+  to   = aws_s3_bucket_policy.this["media"]
 }

@@ -1,11 +1,6 @@
-output "uploads_bucket_arn" {
-  description = "ARN of the uploads bucket."
-  value       = aws_s3_bucket.uploads.arn
-}
-
-output "media_bucket_arn" {
-  description = "ARN of the media bucket."
-  value       = aws_s3_bucket.media.arn
+output "bucket_arns" {
+  description = "Bucket ARNs by role: uploads and media."
+  value       = { for key, bucket in local.buckets : key => bucket.arn }
 }
 
 output "media_domain" {
