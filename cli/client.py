@@ -8,38 +8,35 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import httpx
 
+from trackflow.cli.errors import ApiError
 from trackflow.domain.track import TERMINAL
 
 __all__ = ["ApiClient", "ApiError", "guess_content_type"]
 
+# each audio type, and the file endings that carry it
 _CONTENT_TYPES = {
-    ".mp3": "audio/mpeg",
-    ".flac": "audio/flac",
-    ".wav": "audio/wav",
-    ".aif": "audio/aiff",
-    ".aiff": "audio/aiff",
-    ".ogg": "audio/ogg",
-    ".oga": "audio/ogg",
-    ".opus": "audio/opus",
-    ".m4a": "audio/mp4",
-    ".mp4": "audio/mp4",
-    ".aac": "audio/aac",
+    suffix: f"audio/{subtype}"
+    for subtype, suffixes in (
+        ("mpeg", (".mp3",)),
+        ("flac", (".flac",)),
+        ("wav", (".wav",)),
+        ("aiff", (".aif", ".aiff")),
+        ("ogg", (".ogg", ".oga")),
+        ("opus", (".opus",)),
+        ("mp4", (".m4a", ".mp4")),
+        ("aac", (".aac",)),
+    )
+    for suffix in suffixes
 }
 
 
 def guess_content_type(path: Path) -> str:
     """A Content-Type for the presigned POST; the pipeline judges the bytes, not this."""
     return _CONTENT_TYPES.get(path.suffix.lower(), "audio/mpeg")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.status, self.code, self.message = status, code, message
 
 
 class _Counting:
@@ -157,7 +154,8 @@ class ApiClient:
                         files={
                             "file": (
                                 path.name,
-                                _Counting(handle, count),
+                                # httpx only reads it, as it would the file itself
+                                cast(BinaryIO, _Counting(handle, count)),
                                 upload["fields"].get("Content-Type"),
                             )
                         },

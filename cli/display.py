@@ -71,7 +71,7 @@ def timeline(track: dict[str, Any], width: int = 48) -> Table:
     """Each step as a bar on one time axis from queueing to the end."""
     start = _when(track.get("queued_at")) or _when(track["created_at"])
     end = _when(track.get("finished_at")) or max(
-        (_when(s.get("finished_at")) for s in track["steps"].values() if s.get("finished_at")),
+        (parse_iso(s["finished_at"]) for s in track["steps"].values() if s.get("finished_at")),
         default=start,
     )
     span = max((end - start).total_seconds(), 1e-3) if start and end else 1.0

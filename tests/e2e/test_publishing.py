@@ -206,7 +206,7 @@ def test_bulk_workers_yield_the_cpu_to_the_pipeline(stack):
     shared cores an upload's steps come first."""
     import psutil
 
-    from trackflow.cli.main import BULK_NICENESS
+    from trackflow.cli.commands.worker import BULK_NICENESS
 
     for role in stack.roles:
         if not role.name.startswith("worker-"):
