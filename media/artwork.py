@@ -16,11 +16,15 @@ from typing import Any
 
 from PIL import Image, ImageCms, ImageOps
 
+from trackflow.logs import get_logger
+
 __all__ = ["ArtworkResult", "Rendition", "render_artwork", "rendition_names"]
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 ENCODINGS = {"jpg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
 _SRGB = ImageCms.createProfile("sRGB")
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -142,12 +146,14 @@ def render_artwork(
             square = _centre_square(_upright_srgb(image, largest))
     except ArtworkRefused as exc:
         return ArtworkResult(status="refused", reason=str(exc))
+    # Pillow's messages name its buffers by memory address ("<_io.BytesIO object at 0x...>"):
+    # the reason shown is ours, Pillow's goes to the log
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        return ArtworkResult(
-            status="refused", reason=f"the picture is over the megapixel limit: {exc}"
-        )
+        log.info("artwork_refused", error=f"{type(exc).__name__}: {exc}")
+        return ArtworkResult(status="refused", reason="the picture is over the megapixel limit")
     except (OSError, ValueError, SyntaxError) as exc:
-        return ArtworkResult(status="refused", reason=f"the picture is damaged: {exc}")
+        log.info("artwork_refused", error=f"{type(exc).__name__}: {exc}")
+        return ArtworkResult(status="refused", reason="the picture is damaged")
     side = square.size[0]
     source["crop_side"] = side
     out_dir.mkdir(parents=True, exist_ok=True)

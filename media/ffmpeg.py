@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from trackflow.errors import InputRejected, TrackflowError
+from trackflow.logs import get_logger
 
 __all__ = [
     "FfmpegFailed",
@@ -34,6 +35,14 @@ __all__ = [
 ]
 
 ALLOWED_PROTOCOLS = "file,pipe"
+
+log = get_logger(__name__)
+
+# What users read when ffmpeg fails: fixed sentences. ffmpeg's own words name the worker's file
+# paths and its memory addresses ("[flac @ 0x55...]"); they go to the log, never to the record.
+UNDECODABLE = "the audio could not be decoded: the file is damaged or is not what it claims to be"
+PROCESSING_FAILED = "the audio could not be processed"
+NO_LOUDNESS = "the loudness of the audio could not be measured"
 
 
 class FfmpegFailed(TrackflowError):
@@ -84,10 +93,13 @@ def run(args: Sequence[str], *, timeout: float, loglevel: str = "error") -> Ffmp
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        raise FfmpegFailed(f"ffmpeg did not finish within {timeout:.0f} s") from exc
+        log.warning("ffmpeg_timed_out", timeout_s=timeout)
+        raise FfmpegFailed(f"processing the audio took longer than {timeout:.0f} s") from exc
     stderr = done.stderr.decode("utf-8", "replace")
     if done.returncode != 0:
-        raise FfmpegFailed(f"ffmpeg exited with {done.returncode}: {_tail(stderr)}")
+        detail = f"ffmpeg exited with {done.returncode}: {_tail(stderr)}"
+        log.warning("ffmpeg_failed", returncode=done.returncode, stderr=_tail(stderr))
+        raise FfmpegFailed(PROCESSING_FAILED, detail=detail)
     times = re.findall(r"^out_time_us=(\d+)$", done.stdout.decode("ascii", "replace"), re.M)
     return FfmpegResult(stderr, int(times[-1]) / 1e6 if times else 0.0)
 
@@ -164,10 +176,9 @@ def read_pcm(
     if stderr_sink is not None:
         stderr_sink.append(stderr)
     if returncode != 0 or produced == 0:
-        raise InputRejected(
-            f"the audio could not be decoded ({_tail(stderr) or 'no audio data'})",
-            code="corrupt_audio",
-        )
+        detail = _tail(stderr) or "no audio data"
+        log.warning("decode_failed", returncode=returncode, frames=produced, stderr=detail)
+        raise InputRejected(UNDECODABLE, code="corrupt_audio", detail=detail)
 
 
 @dataclass(frozen=True)
@@ -210,6 +221,7 @@ def parse_ebur128_summary(stderr: str) -> LoudnessStats:
     """Read the summary that ffmpeg's ebur128 filter prints when its input ends."""
     matches = list(_SUMMARY.finditer(stderr))
     if not matches:
-        raise FfmpegFailed("ffmpeg printed no loudness summary")
+        log.warning("loudness_summary_missing", stderr=_tail(stderr))
+        raise FfmpegFailed(NO_LOUDNESS, detail="ffmpeg printed no loudness summary")
     m = matches[-1]
     return LoudnessStats(float(m["i"]), float(m["lra"]), float(m["tp"]))

@@ -2,13 +2,23 @@
 
 The format is identified from the bytes (never the name or the Content-Type the client sent),
 then parsed by mutagen, then a few seconds are decoded. Anything that fails ends the track with
-one of the codes below, before any heavy work is spent on it.
+one of the codes below, before any heavy work is spent on it. Its message is a sentence of ours:
+what a parser or ffmpeg said about the file is logged, never shown.
+
+The duration is the stream's, not only the header's. Where the header is an estimate or can
+disagree with the packets (MP4's ``mdhd``, an MP3's Xing count or bitrate, ADTS's bitrate), the
+packets are counted by a demux-only ffmpeg pass (``-c copy``: no decoding, so a small fraction
+of a decode's cost), and their total wins when the two disagree by more than a frame or two of
+encoder padding. This belongs in the gate rather than in the waveform's full decode: the gate's
+facts are what the record shows and what the duration limits are checked against (a header
+claiming minutes over hours of audio must not pass), and the metadata step, which records them,
+runs beside the waveform, not after it.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +34,19 @@ from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
 from trackflow.errors import InputRejected
+from trackflow.logs import get_logger
 from trackflow.media import ffmpeg
 
-__all__ = ["AudioInfo", "GateLimits", "inspect_audio", "open_audio", "sniff"]
+__all__ = [
+    "AudioInfo",
+    "GateLimits",
+    "inspect_audio",
+    "open_audio",
+    "reconcile_duration",
+    "sniff",
+]
+
+log = get_logger(__name__)
 
 UNSUPPORTED = "unsupported_format"
 CORRUPT = "corrupt_audio"
@@ -74,6 +94,25 @@ _FAMILIES: dict[str, tuple[type[mutagen.FileType], str]] = {
     "ogg-opus": (OggOpus, "ogg"),
     "ogg-flac": (OggFLAC, "ogg"),
 }
+FORMAT_NAMES = {
+    "flac": "FLAC",
+    "wav": "WAV",
+    "aiff": "AIFF",
+    "mp4": "MP4",
+    "mp3": "MP3",
+    "aac": "AAC",
+    "ogg-vorbis": "Ogg Vorbis",
+    "ogg-opus": "Opus",
+    "ogg-flac": "Ogg FLAC",
+}
+# Formats whose header duration is an estimate, or a field that can disagree with the packets;
+# the others count samples in the header (STREAMINFO, a data chunk's size, the last granule),
+# and a lie there is caught by the waveform's decode (truncated) or the limits (a bomb).
+_HEADER_MAY_DISAGREE = frozenset({"mp4", "mp3", "aac"})
+# Encoder delay and padding differ between a gapless header and the packets by a frame or two
+# (tens of milliseconds); beyond this the header is wrong, not rounded.
+DURATION_TOLERANCE_S = 0.5
+DEMUX_TIMEOUT_S = 120.0
 _MP4_CODECS = {
     "mp4a.40.2": "aac",
     "mp4a.40.5": "aac",
@@ -214,8 +253,10 @@ def _codec(family: str, audio: mutagen.FileType) -> str:
             raise InputRejected("the file has no audio stream", code=NO_AUDIO)
         codec = _MP4_CODECS.get(info.codec)
         if codec is None:
+            # the codec's name comes from the file: logged, not echoed to the uploader
+            log.info("mp4_codec_refused", codec=str(getattr(info, "codec", ""))[:40])
             raise InputRejected(
-                f"the MP4 file holds {getattr(info, 'codec', 'an unknown codec')}, not AAC or ALAC",
+                "the MP4 file holds audio in a codec we do not take (only AAC and ALAC)",
                 code=UNSUPPORTED,
             )
         return codec
@@ -242,7 +283,7 @@ def inspect_audio(path: Path, limits: GateLimits | None = None) -> AudioInfo:
     if family is None:
         raise InputRejected(
             "this is not an audio file we accept (MP3, FLAC, WAV, AIFF, Ogg Vorbis, Opus, "
-            "M4A/AAC or ALAC)",
+            "AAC or ALAC in M4A)",
             code=UNSUPPORTED,
         )
     kind, demuxer = _FAMILIES[family]
@@ -250,9 +291,15 @@ def inspect_audio(path: Path, limits: GateLimits | None = None) -> AudioInfo:
         # The class is chosen by the sniffer: mutagen never guesses from the name.
         audio = kind(path)
     except Exception as exc:  # mutagen raises many types for damaged files
+        detail = f"{type(exc).__name__}: {exc}"
+        log.warning("audio_unparsable", family=family, error=detail)
         if family == "mp4" and "audio" in str(exc).lower():
             raise InputRejected("the file has no audio stream", code=NO_AUDIO) from exc
-        raise InputRejected(f"the {family} data is damaged: {exc}", code=CORRUPT) from exc
+        raise InputRejected(
+            f"the file is damaged: its {FORMAT_NAMES[family]} data cannot be read",
+            code=CORRUPT,
+            detail=detail,
+        ) from exc
     info = audio.info
     channels = int(getattr(info, "channels", 0) or 0)
     # Opus always decodes at 48 kHz; its header does not say so.
@@ -271,7 +318,46 @@ def inspect_audio(path: Path, limits: GateLimits | None = None) -> AudioInfo:
     )
     _check_limits(result, limits)
     _check_decodes(path, result)
+    if family in _HEADER_MAY_DISAGREE or not result.duration_s:
+        stream = _stream_duration(path, result)
+        duration_s = round(reconcile_duration(result.duration_s, stream), 3)
+        if duration_s != result.duration_s:
+            log.info("duration_from_stream", header_s=result.duration_s, stream_s=stream)
+            result = replace(result, duration_s=duration_s)
+            _check_limits(result, limits)
     return result
+
+
+def reconcile_duration(
+    header_s: float, stream_s: float | None, tolerance_s: float = DURATION_TOLERANCE_S
+) -> float:
+    """The duration to believe: the header's, unless the stream's packets say otherwise by more
+    than ``tolerance_s`` (or the header says nothing). A gapless header that trimmed encoder
+    padding is exact and kept; the packets' total includes that padding."""
+    if stream_s is None or stream_s <= 0:
+        return header_s
+    if header_s <= 0 or abs(stream_s - header_s) > tolerance_s:
+        return stream_s
+    return header_s
+
+
+def _stream_duration(path: Path, info: AudioInfo) -> float | None:
+    """The audio stream's length from its packets, demuxed without decoding; None if unknown."""
+    args = [
+        *ffmpeg.input_args(path, info.demuxer),
+        "-map",
+        "0:a:0",
+        "-c",
+        "copy",
+        "-f",
+        "null",
+        "-",
+    ]
+    try:
+        seconds = ffmpeg.run(args, timeout=DEMUX_TIMEOUT_S).out_time_s
+    except ffmpeg.FfmpegFailed:
+        return None  # the decode check passed: keep the header's figure
+    return seconds or None
 
 
 def open_audio(path: Path, info: AudioInfo) -> mutagen.FileType:

@@ -3,6 +3,12 @@ Vorbis comments (FLAC, Ogg Vorbis, Opus) and MP4 atoms.
 
 Text comes out as valid UTF-8 whatever the file did (mojibake repaired by ftfy); a frame that
 cannot be read loses that field only.
+
+Artist, album artist and genre may hold several values (ID3v2.4 frames of several strings,
+repeated Vorbis comments, MP4 atoms of several items). They are kept as lists (``artists``,
+``album_artists``, ``genres``), and the single field (``artist``...) stays one display string,
+so that whatever reads a string reads one: the values joined with ", ", as Spotify, Deezer and
+YouTube Music list a track's artists (Apple Music's "A & B" reads well only in English).
 """
 
 from __future__ import annotations
@@ -21,7 +27,16 @@ from mutagen.mp4 import MP4Cover, MP4Tags
 
 from trackflow.logs import get_logger
 
-__all__ = ["FIELDS", "EmbeddedPicture", "clean_text", "front_cover", "read_tags"]
+__all__ = [
+    "FIELDS",
+    "MULTI_VALUED",
+    "EmbeddedPicture",
+    "clean_text",
+    "clean_values",
+    "display",
+    "front_cover",
+    "read_tags",
+]
 
 log = get_logger(__name__)
 
@@ -41,7 +56,15 @@ FIELDS = (
     "label",
     "bpm",
     "comment",
+    "artists",
+    "album_artists",
+    "genres",
 )
+
+# field -> the list that keeps all of its values
+MULTI_VALUED = {"artist": "artists", "album_artist": "album_artists", "genre": "genres"}
+DISPLAY_SEPARATOR = ", "
+MAX_VALUES = 20  # a tag is not a credits list; this bounds what one track adds to its record
 
 _ID3_FRAMES = {
     "title": "TIT2",
@@ -101,6 +124,22 @@ def clean_text(value: Any) -> str | None:
     return text[:MAX_TEXT] or None
 
 
+def clean_values(value: Any) -> list[str]:
+    """Every readable value of a field, cleaned, in order, each once."""
+    values = value if isinstance(value, list | tuple) else [value]
+    cleaned: list[str] = []
+    for item in values:
+        text = clean_text(item)
+        if text and text not in cleaned:
+            cleaned.append(text)
+    return cleaned[:MAX_VALUES]
+
+
+def display(values: list[str]) -> str | None:
+    """Several values as one line to show: 'piman, jzig'."""
+    return clean_text(DISPLAY_SEPARATOR.join(values)) if values else None
+
+
 def _number_pair(value: str | None) -> tuple[int | None, int | None]:
     """'3/12' -> (3, 12); '3' -> (3, None)."""
     if not value:
@@ -137,12 +176,14 @@ def _from_id3(tags: ID3) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     for field, frame_id in _ID3_FRAMES.items():
 
-        def read(frame_id: str = frame_id) -> Any:
+        def read(frame_id: str = frame_id, field: str = field) -> Any:
             frame = tags.get(frame_id)
             if frame is None:
                 return None
             if frame_id == "TCON":
-                return " / ".join(frame.genres)
+                return [str(genre) for genre in frame.genres]
+            if field in MULTI_VALUED:
+                return [str(text) for text in frame.text]
             return str(frame.text[0]) if frame.text else None
 
         raw[field] = _safe(read, field)
@@ -167,7 +208,8 @@ def _from_vorbis(tags: Mapping[str, list[str]]) -> dict[str, Any]:
         lowered.setdefault(key.lower(), []).extend(values)
     raw: dict[str, Any] = {}
     for field, keys in _VORBIS_KEYS.items():
-        raw[field] = next((lowered[k][0] for k in keys if lowered.get(k)), None)
+        values = next((lowered[k] for k in keys if lowered.get(k)), None)
+        raw[field] = (values if field in MULTI_VALUED else values[0]) if values else None
     return raw
 
 
@@ -175,12 +217,15 @@ def _from_mp4(tags: MP4Tags) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     for field, key in _MP4_KEYS.items():
 
-        def read(key: str = key) -> Any:
+        def read(key: str = key, field: str = field) -> Any:
             values = tags.get(key)
             if not values:
                 return None
-            value = values[0]
-            return bytes(value).decode("utf-8", "replace") if isinstance(value, bytes) else value
+            texts = [
+                bytes(value).decode("utf-8", "replace") if isinstance(value, bytes) else value
+                for value in values
+            ]
+            return texts if field in MULTI_VALUED else texts[0]
 
         raw[field] = _safe(read, field)
     for field, key in (("track", "trkn"), ("disc", "disk")):
@@ -202,29 +247,32 @@ def _raw_tags(audio: mutagen.FileType) -> dict[str, Any]:
 
 
 def read_tags(audio: mutagen.FileType, *, fallback_title: str) -> dict[str, Any]:
-    """The track's tags as plain fields; no title -> ``fallback_title``."""
+    """The track's tags as plain fields; no title -> ``fallback_title``. A field of several
+    values is also kept whole as a list (``artists``), its single field their display string."""
     raw = _raw_tags(audio)
+    multi = {field: clean_values(raw.get(field)) for field in MULTI_VALUED}
     track, track_total = _number_pair(clean_text(raw.get("track")))
     disc, disc_total = _number_pair(clean_text(raw.get("disc")))
     date = clean_text(raw.get("date"))
     tags: dict[str, Any] = {
         "title": clean_text(raw.get("title")) or clean_text(fallback_title),
-        "artist": clean_text(raw.get("artist")),
+        "artist": display(multi["artist"]),
         "album": clean_text(raw.get("album")),
-        "album_artist": clean_text(raw.get("album_artist")),
+        "album_artist": display(multi["album_artist"]),
         "track_number": track,
         "track_total": track_total or _number_pair(clean_text(raw.get("track_total")))[0],
         "disc_number": disc,
         "disc_total": disc_total or _number_pair(clean_text(raw.get("disc_total")))[0],
         "date": date,
         "year": _year(date),
-        "genre": clean_text(raw.get("genre")),
+        "genre": display(multi["genre"]),
         "isrc": _isrc(clean_text(raw.get("isrc"))),
         "label": clean_text(raw.get("label")),
         "bpm": _bpm(raw.get("bpm")),
         "comment": clean_text(raw.get("comment")),
+        **{many: multi[field] for field, many in MULTI_VALUED.items()},
     }
-    return {k: v for k, v in tags.items() if v is not None}
+    return {k: v for k, v in tags.items() if v is not None and v != []}
 
 
 def _isrc(value: str | None) -> str | None:

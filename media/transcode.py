@@ -27,6 +27,7 @@ from mutagen.id3 import (
 from mutagen.mp3 import MP3
 
 from trackflow.media import ffmpeg
+from trackflow.media.tags import MULTI_VALUED
 
 __all__ = ["encode_mp3", "write_id3"]
 
@@ -143,8 +144,10 @@ def write_id3(path: Path, tags: Mapping[str, Any], cover_jpeg: bytes | None) -> 
     """Tag the MP3 at ``path`` with ID3v2.4 frames (UTF-8) and the front cover."""
     id3 = ID3()
     for field, frame in _TEXT_FRAMES.items():
-        if tags.get(field):
-            id3.add(frame(encoding=Encoding.UTF8, text=[str(tags[field])]))
+        # ID3v2.4 holds several values in one frame: players list each artist as its own
+        values = tags.get(MULTI_VALUED.get(field, "")) or ([tags[field]] if tags.get(field) else [])
+        if values:
+            id3.add(frame(encoding=Encoding.UTF8, text=[str(value) for value in values]))
     if tags.get("track_number"):
         total = f"/{tags['track_total']}" if tags.get("track_total") else ""
         id3.add(TRCK(encoding=Encoding.UTF8, text=[f"{tags['track_number']}{total}"]))

@@ -16,14 +16,20 @@ __all__ = [
 
 
 class TrackflowError(Exception):
-    """Base of trackflow's errors; ``code`` is what the track record and the API show."""
+    """Base of trackflow's errors; ``code`` is what the track record and the API show.
+
+    ``message`` is read by the uploader: a sentence of ours, never a tool's output, a memory
+    address or a path on a worker. What a tool said goes in ``detail``, which is logged and never
+    recorded (``as_record`` leaves it out).
+    """
 
     code = "internal_error"
     retryable = False
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str, code: str | None = None, *, detail: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.detail = detail
         if code:
             self.code = code
 

@@ -1,8 +1,9 @@
 """The embedded AWS emulator: moto in server mode (S3, SQS, DynamoDB, SES) on the loopback.
 
 moto checks no S3 permissions, so the emulator must never listen beyond the loopback. It does
-enforce, as S3 does, the policy of a presigned POST (signature, expiry, key, type and size): that
-is how browsers and the CLI upload, and the limits a client is given must hold locally too.
+enforce, as S3 does, the policy of a presigned POST (signature, expiry, key, type and size,
+whatever the case of its content type): that is how browsers and the CLI upload, and the limits
+a client is given must hold locally too. Any other write to S3 must be signed by a known key.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
 from werkzeug.exceptions import ClientDisconnected, HTTPException
@@ -223,28 +225,129 @@ def check_post_policy(
         )
 
 
+# Paths the emulator and moto answer themselves: no bucket lives there.
+_OWN_PATHS = ("/moto-api", "/_aws/", "/_trackflow/")
+_WRITES = frozenset({"PUT", "POST", "DELETE", "PATCH"})
+# Query parameters that make a URL a presigned request (SigV4, SigV2)
+_PRESIGNED = ("X-Amz-Signature", "Signature")
+
+
+def _split_content_type(environ: dict[str, Any]) -> tuple[str, str]:
+    """The media type, lowercased, and the parameters as sent: the type is case-insensitive
+    (RFC 9110), a multipart boundary is not."""
+    raw = environ.get("CONTENT_TYPE", "")
+    media_type, _, parameters = raw.partition(";")
+    return media_type.strip().lower(), parameters
+
+
+def _signing_scope(environ: dict[str, Any]) -> tuple[str, str] | None:
+    """(access key, service) a SigV4 request claims, from its Authorization header or its
+    presigned query; None when it claims none."""
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    found = re.search(r"Credential=([^/,\s]*)/[^/]*/[^/]*/([^/,\s]*)/", header)
+    if found:
+        return found.group(1), found.group(2)
+    credential = parse_qs(environ.get("QUERY_STRING", "")).get("X-Amz-Credential", [""])[0]
+    parts = credential.split("/")
+    return (parts[0], parts[3]) if len(parts) >= 4 else None
+
+
+def _access_key(environ: dict[str, Any]) -> str | None:
+    """The access key a request says signed it (SigV4 or SigV2, header or presigned URL)."""
+    scope = _signing_scope(environ)
+    if scope:
+        return scope[0]
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    if "Signature" in query and "AWSAccessKeyId" in query:
+        return query["AWSAccessKeyId"][0]
+    sigv2 = re.fullmatch(r"AWS ([^:\s]+):\S+", environ.get("HTTP_AUTHORIZATION", "").strip())
+    return sigv2.group(1) if sigv2 else None
+
+
+def _is_signed(environ: dict[str, Any]) -> bool:
+    """Whether the request carries any signature at all, well formed or not."""
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    return bool(environ.get("HTTP_AUTHORIZATION")) or any(name in query for name in _PRESIGNED)
+
+
+def _addressed_to_s3(environ: dict[str, Any]) -> bool:
+    """Whether moto would route the request to S3: no JSON target (DynamoDB, SQS), no other
+    service's signature (SES and SQS sign their query-protocol forms), not the emulator's own
+    listings."""
+    if environ.get("HTTP_X_AMZ_TARGET"):
+        return False
+    if environ.get("PATH_INFO", "/").startswith(_OWN_PATHS):
+        return False
+    scope = _signing_scope(environ)
+    return scope is None or scope[1].lower() == "s3"
+
+
+def _bucket(environ: dict[str, Any]) -> str:
+    return environ.get("PATH_INFO", "/").lstrip("/").split("/")[0]
+
+
+def check_signed_write(environ: dict[str, Any], secrets: dict[str, str]) -> None:
+    """Refuse, as S3 does, a write that no access key signed (only a browser form may come
+    unsigned, and it carries a signed policy instead), and a signature by a key that does not
+    exist.
+
+    The signature itself is not recomputed: the emulator's only credential is a constant in the
+    source, so a correct signature would prove no more than a well-formed one. What matters is
+    that a holder of a presigned POST cannot write by leaving the signature out.
+    """
+    if not _is_signed(environ):
+        path = environ.get("PATH_INFO", "/").strip("/")
+        if environ["REQUEST_METHOD"] == "POST" and path and "/" not in path:  # the bucket itself
+            raise PolicyViolation(
+                412,
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold: "
+                "Bucket POST must be of the enclosure-type multipart/form-data",
+            )
+        raise PolicyViolation(403, "AccessDenied", "Access Denied")
+    access_key = _access_key(environ)
+    if access_key is None:
+        raise PolicyViolation(403, "AccessDenied", "The authorization header is malformed.")
+    if access_key not in secrets:
+        raise PolicyViolation(
+            403,
+            "InvalidAccessKeyId",
+            "The AWS Access Key Id you provided does not exist in our records.",
+        )
+
+
+_REASONS = {400: "Bad Request", 403: "Forbidden", 412: "Precondition Failed"}
+
+
 class _PostPolicy:
-    """WSGI middleware: check a browser-form POST's policy before moto stores the object."""
+    """WSGI middleware: S3's checks of a write before moto, which checks none, stores it.
+
+    A browser-form POST (``multipart/form-data`` in any case) must satisfy its signed policy; any
+    other write to S3 must be signed (the SDK's Authorization header or a presigned URL). An
+    urlencoded POST is no form upload to S3, and is refused as S3 refuses it.
+    """
 
     def __init__(self, app: Any, secrets: dict[str, str]) -> None:
         self._app, self._secrets = app, secrets
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if environ["REQUEST_METHOD"] != "POST" or not environ.get("CONTENT_TYPE", "").startswith(
-            "multipart/form-data"
-        ):
+        if environ["REQUEST_METHOD"] not in _WRITES or not _addressed_to_s3(environ):
             return self._app(environ, start_response)
-        from werkzeug.formparser import parse_form_data
-
-        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        environ["wsgi.input"] = io.BytesIO(body)
-        _, form, files = parse_form_data(environ)
-        environ["wsgi.input"] = io.BytesIO(body)  # moto reads the form again
-        upload = files.get("file")
-        size = len(upload.read()) if upload else 0
-        bucket = environ.get("PATH_INFO", "/").lstrip("/").split("/")[0]
+        media_type, parameters = _split_content_type(environ)
+        # S3 treats any POST to a bucket as a form upload; a signed POST with a subresource
+        # (?uploads, ?delete, ...) is an SDK call that happens to carry such a type.
+        is_form = (
+            environ["REQUEST_METHOD"] == "POST"
+            and media_type == "multipart/form-data"
+            and not (environ.get("QUERY_STRING") and _access_key(environ) in self._secrets)
+        )
         try:
-            check_post_policy(dict(form.items()), size, bucket, self._secrets, datetime.now(UTC))
+            if is_form:
+                # moto and werkzeug parse the form only when they see the type in lower case
+                environ["CONTENT_TYPE"] = f"{media_type};{parameters}" if parameters else media_type
+                self._check_form(environ)
+            else:
+                check_signed_write(environ, self._secrets)
         except PolicyViolation as refused:
             xml = (
                 f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{refused.code}</Code>"
@@ -253,12 +356,22 @@ class _PostPolicy:
             headers = [("Content-Type", "application/xml"), ("Content-Length", str(len(xml)))]
             if "HTTP_ORIGIN" in environ:  # as moto answers: a browser may then read why
                 headers.append(("Access-Control-Allow-Origin", environ["HTTP_ORIGIN"]))
-            start_response(
-                f"{refused.status} {'Forbidden' if refused.status == 403 else 'Bad Request'}",
-                headers,
-            )
+            start_response(f"{refused.status} {_REASONS[refused.status]}", headers)
             return [xml]
         return self._app(environ, start_response)
+
+    def _check_form(self, environ: dict[str, Any]) -> None:
+        from werkzeug.formparser import parse_form_data
+
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        _, form, files = parse_form_data(environ)
+        environ["wsgi.input"] = io.BytesIO(body)  # moto reads the form again
+        upload = files.get("file")
+        size = len(upload.read()) if upload else 0
+        check_post_policy(
+            dict(form.items()), size, _bucket(environ), self._secrets, datetime.now(UTC)
+        )
 
 
 def _destination(destinations: dict[str, list[str]] | list[str]) -> dict[str, list[str]]:

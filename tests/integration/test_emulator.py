@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import http.client
+import io
 import json
 import socket
 import threading
@@ -15,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
+import httpx
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -280,3 +282,136 @@ def test_a_malformed_request_on_a_kept_connection_is_answered_and_closes_it(emul
     first, refusal = answers.split(b"HTTP/1.1 431", 1)
     assert first.startswith(b"HTTP/1.1 200")
     assert b"Connection: close" in refusal.split(b"\r\n\r\n", 1)[0]
+
+
+# --- S3's refusals: the emulator stores nothing S3 would refuse --------------------------------
+def _s3(settings: Settings, emulator: str) -> Any:
+    kwargs = client_kwargs(settings)
+    kwargs.update(endpoint_url=emulator)
+    return boto3.session.Session().client("s3", **kwargs)
+
+
+def _exists(s3: Any, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if error.response["ResponseMetadata"]["HTTPStatusCode"] == 404:
+            return False
+        raise
+    return True
+
+
+def _form_post(url: str, fields: dict[str, str], body: bytes, content_type: str) -> Any:
+    """A browser-form POST of ``fields`` and a file, its Content-Type header spelt as given."""
+    from urllib3 import encode_multipart_formdata
+
+    data, form_type = encode_multipart_formdata([*fields.items(), ("file", ("a.mp3", body))])
+    boundary = form_type.partition(";")[2]
+    return httpx.post(url, content=data, headers={"Content-Type": f"{content_type};{boundary}"})
+
+
+def _presigned_form(s3: Any, bucket: str, key: str) -> dict[str, str]:
+    post = s3.generate_presigned_post(
+        Bucket=bucket,
+        Key=key,
+        Fields={"Content-Type": "audio/mpeg"},
+        Conditions=[{"Content-Type": "audio/mpeg"}, ["content-length-range", 1, 1000]],
+        ExpiresIn=300,
+    )
+    return dict(post["fields"])
+
+
+@pytest.mark.parametrize(
+    "spelling", ["multipart/form-data", "Multipart/Form-Data", "MULTIPART/FORM-DATA"]
+)
+def test_a_form_post_is_held_to_its_policy_whatever_the_case_of_its_type(
+    emulator: str, settings: Settings, spelling: str
+):
+    """A presigned POST's policy holds whatever the case of its Content-Type: another key is
+    refused, the promised key is stored."""
+    s3, bucket = _s3(settings, emulator), settings.uploads_bucket
+    promised, other = f"uploads/case-{len(spelling)}/a.mp3", "uploads/victim/other.mp3"
+    fields = _presigned_form(s3, bucket, promised)
+
+    forged = _form_post(f"{emulator}/{bucket}", {**fields, "key": other}, b"x" * 10, spelling)
+    honest = _form_post(f"{emulator}/{bucket}", fields, b"y" * 10, spelling)
+
+    assert forged.status_code == 403 and b"AccessDenied" in forged.content
+    assert not _exists(s3, bucket, other)
+    assert honest.status_code in (200, 201, 204)
+    assert s3.get_object(Bucket=bucket, Key=promised)["Body"].read() == b"y" * 10
+    s3.delete_object(Bucket=bucket, Key=promised)
+
+
+def test_an_urlencoded_post_to_a_bucket_is_refused(emulator: str, settings: Settings):
+    """A POST to a bucket that is no multipart form is refused as S3 refuses it (412), and stores
+    nothing."""
+    s3, bucket = _s3(settings, emulator), settings.uploads_bucket
+    key = "uploads/victim/urlencoded.mp3"
+
+    answer = httpx.post(f"{emulator}/{bucket}", data={"key": key, "file": "x" * 10})
+
+    assert answer.status_code == 412 and b"PreconditionFailed" in answer.content
+    assert not _exists(s3, bucket, key)
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "POST"])
+def test_an_unsigned_write_to_an_object_is_access_denied(
+    emulator: str, settings: Settings, method: str
+):
+    """A write with no Authorization header and no presigned signature is AccessDenied."""
+    s3, bucket = _s3(settings, emulator), settings.uploads_bucket
+    key = f"uploads/victim/unsigned-{method.lower()}.mp3"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"kept")
+
+    answer = httpx.request(method, f"{emulator}/{bucket}/{key}", content=b"replaced")
+
+    assert answer.status_code == 403 and b"<Code>AccessDenied</Code>" in answer.content
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"kept"
+    s3.delete_object(Bucket=bucket, Key=key)
+
+
+def test_a_write_signed_by_an_unknown_key_is_refused(emulator: str, settings: Settings):
+    """A signature by an access key the emulator does not know is InvalidAccessKeyId."""
+    kwargs = client_kwargs(settings)
+    kwargs.update(endpoint_url=emulator, aws_access_key_id="AKIDUNKNOWN")
+    stranger = boto3.session.Session().client("s3", **kwargs)
+
+    with pytest.raises(ClientError) as refused:
+        stranger.put_object(Bucket=settings.uploads_bucket, Key="uploads/x/y.mp3", Body=b"x")
+
+    assert refused.value.response["Error"]["Code"] == "InvalidAccessKeyId"
+
+
+def test_signed_writes_and_presigned_urls_still_work(emulator: str, settings: Settings):
+    """What the product does stays allowed: SDK writes (single and multipart), presigned PUT and
+    GET, deletes."""
+    from boto3.s3.transfer import TransferConfig
+
+    s3, bucket = _s3(settings, emulator), settings.media_bucket
+    s3.put_object(Bucket=bucket, Key="signed/one", Body=b"one")
+    big = b"z" * (6 * 2**20)
+    s3.upload_fileobj(
+        io.BytesIO(big),
+        bucket,
+        "signed/parts",
+        Config=TransferConfig(multipart_threshold=5 * 2**20),
+    )
+    put_url = s3.generate_presigned_url(
+        "put_object", Params={"Bucket": bucket, "Key": "signed/presigned"}, ExpiresIn=60
+    )
+    put = httpx.put(put_url, content=b"presigned")
+    get_url = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "signed/presigned"}, ExpiresIn=60
+    )
+    got = httpx.get(get_url)
+    s3.delete_objects(
+        Bucket=bucket,
+        Delete={
+            "Objects": [{"Key": k} for k in ("signed/one", "signed/parts", "signed/presigned")]
+        },
+    )
+
+    assert put.status_code == 200
+    assert got.status_code == 200 and got.content == b"presigned"
+    assert not _exists(s3, bucket, "signed/one")

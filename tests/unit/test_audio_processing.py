@@ -221,3 +221,14 @@ def test_renditions_are_cbr_gapless_tagged_and_as_long_as_the_source(song: Path,
     )
     assert abs(decoded - 12.0 * RATE) <= 1152  # within one MP3 frame: the gapless header works
     assert record["duration_s"] == pytest.approx(12.0, abs=1152 / RATE)
+
+
+def test_renditions_keep_every_artist_in_one_id3_frame(song: Path, tmp_path: Path):
+    """Several artists go into the renditions' TPE1 as several values, not one joined string."""
+    from mutagen.mp3 import MP3
+
+    out = audio.encode(song, "mp3", tmp_path)
+    transcode.write_id3(
+        out, {"title": "Duet", "artist": "piman, jzig", "artists": ["piman", "jzig"]}, None
+    )
+    assert MP3(out).tags["TPE1"].text == ["piman", "jzig"]

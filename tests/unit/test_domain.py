@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import unicodedata
 
@@ -149,6 +150,38 @@ def test_verdicts_reject_review_or_pass_and_spare_the_owner():
     assert (
         "Hit" in verdict.message() and "0:05" in verdict.message() and "1:05" in verdict.message()
     )
+
+
+def test_a_reference_work_match_names_the_work_and_its_rights_holder():
+    """Rejected for a reference work: the message names its title and rights holder."""
+    works = {1: {"work_id": "w00000001", "title": "Protected Anthem", "owner": "big-label"}}
+    verdict = judge([_match(1, 40)], works, "alice", MatchPolicy())
+
+    assert verdict.outcome == "match"
+    assert "'Protected Anthem'" in verdict.message() and "big-label" in verdict.message()
+    assert verdict.matches[0]["kind"] == "reference_work"
+    assert verdict.matches[0]["rights_holder"] == "big-label"
+
+
+def test_a_published_track_match_says_nothing_about_who_published_it():
+    """Rejected for another user's published track: the message and the recorded match say it
+    is already published here, and nothing of its uploader, title or track."""
+    works = {
+        7: {
+            "work_id": "w00000007",
+            "title": "Bob's Secret Demo",
+            "owner": "bob",
+            "track_id": "0f3c2a9e-track-of-bob",
+        }
+    }
+    verdict = judge([_match(7, 40)], works, "alice", MatchPolicy())
+    shown = verdict.message() + json.dumps(verdict.as_record())
+
+    assert verdict.outcome == "match"
+    assert "matches a track already published on this service" in verdict.message()
+    assert verdict.matches[0]["kind"] == "published_track"
+    for secret in ("bob", "Secret Demo", "0f3c2a9e", "owned by"):
+        assert secret not in shown
 
 
 def test_emails_for_each_outcome_are_escaped_and_say_what_to_do():

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
+from mutagen.mp4 import MP4
 
 from tests.support import audio
 from trackflow.errors import InputRejected
-from trackflow.media.probe import GateLimits, inspect_audio, sniff
+from trackflow.media.probe import GateLimits, inspect_audio, reconcile_duration, sniff
 
 ACCEPTED = {
     # format: (container reported, codec reported)
@@ -137,3 +139,71 @@ def test_an_mp3_whose_cover_art_outgrows_the_first_64_kib_is_accepted(source: Pa
     assert mp3.read_bytes().index(b"\xff\xfb") > 300_000  # the audio starts past 64 KiB
     info = inspect_audio(mp3)
     assert info.format == "mp3" and info.duration_s == pytest.approx(3.0, abs=0.1)
+
+
+def _claim_shorter(path: Path, factor: float) -> Path:
+    """Scale the durations an MP4's movie and media headers (mvhd, mdhd) declare: the header
+    then disagrees with the audio its packets hold, as in a 3G2 whose record said 15.0 s."""
+    data = bytearray(path.read_bytes())
+    for box in (b"mvhd", b"mdhd"):
+        at = data.find(box)
+        while at != -1:
+            # version and flags, then created and modified (4 or 8 bytes each), the timescale
+            wide = data[at + 4] == 1
+            offset = at + 8 + (16 if wide else 8) + 4
+            size, fmt = (8, ">Q") if wide else (4, ">I")
+            (duration,) = struct.unpack(fmt, data[offset : offset + size])
+            data[offset : offset + size] = struct.pack(fmt, int(duration * factor))
+            at = data.find(box, at + 4)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_an_mp4_whose_header_understates_its_audio_reports_the_stream(source: Path, tmp_path: Path):
+    """The header says 1.8 s over 3 s of audio: the gate reports the stream's 3 s."""
+    m4a = _claim_shorter(audio.encode(source, "m4a", tmp_path), 0.6)
+    assert MP4(m4a).info.length == pytest.approx(1.8, abs=0.1)  # what the header claims
+    assert inspect_audio(m4a).duration_s == pytest.approx(3.0, abs=0.05)
+
+
+def test_a_header_that_hides_hours_does_not_pass_the_duration_limit(source: Path, tmp_path: Path):
+    """The limit is checked against the stream: a short header over long audio is too long."""
+    m4a = _claim_shorter(audio.encode(source, "m4a", tmp_path), 0.5)
+    assert _rejected(m4a, GateLimits(max_duration_s=2.0)) == "too_long"
+
+
+def test_an_honest_header_is_kept_to_the_sample(source: Path, tmp_path: Path):
+    """Within a frame or two of padding the header's exact figure stands."""
+    m4a = audio.encode(source, "m4a", tmp_path)
+    assert inspect_audio(m4a).duration_s == round(MP4(m4a).info.length, 3)
+
+
+@pytest.mark.parametrize(
+    ("header_s", "stream_s", "believed"),
+    [
+        (15.0, 16.35, 16.35),  # the 3G2 of issue 28: the packets hold more than mdhd says
+        (180.0, 179.98, 180.0),  # encoder padding: the gapless header stands
+        (180.0, 180.4, 180.0),
+        (180.0, 181.0, 181.0),
+        (0.0, 42.0, 42.0),  # no duration in the header
+        (42.0, None, 42.0),  # the packets could not be counted
+        (42.0, 0.0, 42.0),
+    ],
+)
+def test_the_stream_s_duration_wins_only_beyond_the_tolerance(
+    header_s: float, stream_s: float | None, believed: float
+):
+    """The header's duration, unless the stream differs by more than half a second."""
+    assert reconcile_duration(header_s, stream_s) == believed
+
+
+def test_a_damaged_file_is_refused_in_our_words(tmp_path: Path):
+    """mutagen's complaint about a damaged file stays in the log; the message is ours."""
+    path = tmp_path / "cache" / "ab12" / "broken.flac"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"fLaC\x00\x00\x00\x22" + bytes(34) + b"\x81\x00\x00\x40" + bytes(5))  # rate 0
+    with pytest.raises(InputRejected) as refused:
+        inspect_audio(path)
+    assert refused.value.code == "corrupt_audio"
+    assert refused.value.message == "the file is damaged: its FLAC data cannot be read"
+    assert refused.value.detail

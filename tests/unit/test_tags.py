@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mutagen.id3 import ID3, TIT2, TPE1, Encoding
+from mutagen.flac import FLAC
+from mutagen.id3 import ID3, TCON, TIT2, TPE1, Encoding
+from mutagen.mp4 import MP4
+from mutagen.oggvorbis import OggVorbis
 
 from tests.support import audio
 from trackflow.media.probe import inspect_audio, open_audio
-from trackflow.media.tags import clean_text, front_cover, read_tags
+from trackflow.media.tags import clean_text, clean_values, display, front_cover, read_tags
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +76,52 @@ def test_clean_text_never_raises():
     assert clean_text("  ") is None
     assert clean_text(None) is None
     assert len(clean_text("x" * 5000)) == 1000
+
+
+def _two_artists(path: Path, fmt: str) -> Path:
+    """Tag ``path`` with two artists and two genres the way its format holds several values."""
+    if fmt == "mp3":
+        id3 = ID3()
+        id3.add(TPE1(encoding=Encoding.UTF8, text=["piman", "jzig"]))
+        id3.add(TCON(encoding=Encoding.UTF8, text=["Electronic", "Ambient"]))
+        id3.save(path, v2_version=4)
+    elif fmt in ("flac", "ogg"):
+        vorbis = FLAC(path) if fmt == "flac" else OggVorbis(path)
+        vorbis["ARTIST"] = ["piman", "jzig"]  # two ARTIST comments
+        vorbis["GENRE"] = ["Electronic", "Ambient"]
+        vorbis.save()
+    else:
+        mp4 = MP4(path)
+        mp4["\xa9ART"] = ["piman", "jzig"]
+        mp4["\xa9gen"] = ["Electronic", "Ambient"]
+        mp4.save()
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "flac", "ogg", "m4a"])
+def test_several_artists_are_kept_as_a_list_and_shown_joined(
+    fmt: str, source: Path, tmp_path: Path
+):
+    """Two artists (and genres) stay two, in order; the single field is their display string."""
+    path = _two_artists(audio.encode(source, fmt, tmp_path), fmt)
+    tags = read_tags(_load(path), fallback_title="x")
+    assert tags["artists"] == ["piman", "jzig"]
+    assert tags["artist"] == "piman, jzig"
+    assert tags["genres"] == ["Electronic", "Ambient"]
+    assert tags["genre"] == "Electronic, Ambient"
+
+
+def test_one_artist_is_a_list_of_one_and_the_same_string(source: Path, tmp_path: Path):
+    """A single artist reads as before, with a list of one beside it."""
+    path = audio.tag(audio.encode(source, "flac", tmp_path), "flac")
+    tags = read_tags(_load(path), fallback_title="x")
+    assert tags["artist"] == "Beyoncé & the Testers"
+    assert tags["artists"] == ["Beyoncé & the Testers"]
+    assert "album_artists" not in tags  # no value, no list
+
+
+def test_repeated_and_empty_values_are_dropped():
+    """Duplicates and blanks leave the list; the display joins what is left."""
+    assert clean_values(["piman", " ", "piman", None, "jzig\x00"]) == ["piman", "jzig"]
+    assert display(["piman", "jzig"]) == "piman, jzig"
+    assert display([]) is None

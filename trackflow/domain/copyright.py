@@ -1,5 +1,12 @@
 """The copyright verdict: from fingerprint matches and the works they point at, to pass, review
-or reject, with words the uploader can act on. Pure."""
+or reject, with words the uploader can act on. Pure.
+
+A match is of one of two kinds. A reference work (registered by an administrator for a rights
+holder) is named with its title and rights holder: that is what the uploader must clear. Another
+user's published track (it joined the catalogue when it was published, and its work carries its
+``track_id``) is not: the uploader learns that the audio is already published here, never by
+whom, under what title or in which track, which would tell them who uploaded what.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,10 @@ from typing import Any
 
 from trackflow.media.fingerprint import Match, MatchPolicy
 
-__all__ = ["Verdict", "judge"]
+__all__ = ["PUBLISHED_TRACK", "REFERENCE_WORK", "Verdict", "judge"]
+
+REFERENCE_WORK = "reference_work"
+PUBLISHED_TRACK = "published_track"
 
 
 @dataclass(frozen=True)
@@ -28,9 +38,15 @@ class Verdict:
         if not self.matches:
             return "no protected work was found in the upload"
         best = self.matches[0]
+        if best["kind"] == PUBLISHED_TRACK:
+            return (
+                "the upload matches a track already published on this service: "
+                f"{best['matched_s']:.0f} s matched from {_clock(best['upload_offset_s'])} of the "
+                "upload"
+            )
         return (
-            f"the upload contains '{best['title']}' (work {best['work_id']}, owned by "
-            f"{best['owner']}): {best['matched_s']:.0f} s matched from "
+            f"the upload contains '{best['title']}', whose rights holder is "
+            f"{best['rights_holder']}: {best['matched_s']:.0f} s matched from "
             f"{_clock(best['upload_offset_s'])} of the upload, at {_clock(best['work_offset_s'])} "
             "of the work"
         )
@@ -39,6 +55,19 @@ class Verdict:
 def _clock(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     return f"{minutes}:{secs:02d}"
+
+
+def _who(work: Mapping[str, Any]) -> dict[str, Any]:
+    """What a match may say about the work it matched: for a reference work its title and rights
+    holder, for a published track nothing (the record is shown to the uploader)."""
+    if work.get("track_id"):
+        return {"kind": PUBLISHED_TRACK}
+    return {
+        "kind": REFERENCE_WORK,
+        "title": work["title"],
+        "rights_holder": work["owner"],
+        "owner": work["owner"],  # the same, under the name earlier records used
+    }
 
 
 def judge(
@@ -61,8 +90,7 @@ def judge(
         others.append(
             {
                 "work_id": work["work_id"],
-                "title": work["title"],
-                "owner": work["owner"],
+                **_who(work),
                 "upload_offset_s": match.upload_offset_s,
                 "work_offset_s": match.work_offset_s,
                 "matched_s": match.matched_s,
