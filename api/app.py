@@ -8,9 +8,11 @@ routes live in ``routes/``, one router per resource; what they need comes from
 
 from fastapi import Depends, FastAPI
 
+from trackflow.api.docs import DOCS_POLICY, serve_docs
 from trackflow.api.errors import ERROR_RESPONSES, handle_errors, known_query_only
 from trackflow.api.routes import ROUTERS
-from trackflow.api.web_client import serve_web_client
+from trackflow.api.security import BodyLimit, SecurityHeaders
+from trackflow.api.web_client import serve_web_client, web_client_policy
 from trackflow.settings import Settings, get_settings
 
 __all__ = ["create_app"]
@@ -26,10 +28,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Upload audio through presigned S3 POSTs and follow its processing.",
         dependencies=[Depends(known_query_only)],
         responses=ERROR_RESPONSES,
+        # served by serve_docs from the package's files, not FastAPI's CDN page
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings  # read by dependencies.app_settings
-    serve_web_client(app, settings)
+    serve_web_client(app)
+    serve_docs(app)
     handle_errors(app)
+    # added last, so outermost: every answer gets the headers, no body is read past the limit
+    app.add_middleware(
+        SecurityHeaders,
+        page_policies={"/docs": DOCS_POLICY, "/app": web_client_policy(settings)},
+    )
+    app.add_middleware(BodyLimit, limit=settings.max_request_body_bytes)
     for router in ROUTERS:
         app.include_router(router)
     return app

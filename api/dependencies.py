@@ -22,9 +22,9 @@ from trackflow.adapters.state.tracks import TrackStore
 from trackflow.adapters.state.users import UserStore
 from trackflow.api.errors import ApiError
 from trackflow.api.storage import Storage
-from trackflow.auth import AuthError, Principal, verify_token
+from trackflow.auth import AuthError, Claims, KeysUnavailable, Principal, standing, verify_token
 from trackflow.domain.keys import TRACK_ID
-from trackflow.settings import Settings
+from trackflow.settings import AwsTarget, Settings
 from trackflow.tasks.catalogue import catalogue_store
 
 __all__ = [
@@ -97,15 +97,32 @@ S3 = Annotated[Storage, Depends(storage)]
 _bearer = HTTPBearer(auto_error=False)
 
 
+def _seeds_admin(settings: Settings, user_id: str) -> bool:
+    """Whether the users table should record ``user_id`` as an administrator on sight: only
+    the embedded stack's named local administrators."""
+    return settings.aws_target is AwsTarget.EMBEDDED and user_id in settings.local_admins
+
+
 def principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     settings: AppSettings,
+    users: Users,
 ) -> Principal:
-    """The caller, from their bearer token."""
+    """The caller: who their bearer token names, with the rights and revocation the users
+    table records now (not what the token claims)."""
     if credentials is None:
         raise ApiError(401, "unauthenticated", "a bearer token is required")
     try:
-        return verify_token(settings, credentials.credentials)
+        claims: Claims = verify_token(settings, credentials.credentials)
+    except KeysUnavailable as error:
+        raise ApiError(503, "identity_provider_unavailable", str(error)) from error
+    except AuthError as error:
+        raise ApiError(401, "invalid_token", f"the token was refused: {error}") from error
+    profile = users.get(claims.user_id)
+    if _seeds_admin(settings, claims.user_id) and (profile is None or "admin" not in profile):
+        profile = users.seed_admin(claims.user_id, email=claims.email)
+    try:
+        return standing(claims, profile)
     except AuthError as error:
         raise ApiError(401, "invalid_token", f"the token was refused: {error}") from error
 

@@ -100,6 +100,7 @@ class ProfileUpdate(RequestBody):
 class AccountUpdate(RequestBody):
     priority: bool | None = None
     email: EmailStr | None = None
+    admin: bool | None = Field(None, description="grant or withdraw administrator rights")
 
 
 class SessionRequest(RequestBody):

@@ -40,18 +40,20 @@ class Storage:
             raise ApiError(400, "too_large", f"the limit is {limit} bytes")
         return content_type
 
-    def upload_form(self, key: str, content_type: str) -> PresignedPost:
-        """A presigned POST whose policy pins the key, the type and the size range, so that S3
-        itself refuses any other upload."""
+    def upload_form(self, key: str, content_type: str, size: int | None = None) -> PresignedPost:
+        """A presigned POST whose policy pins the key, the type and the size, so that S3 itself
+        refuses any other upload: exactly the declared ``size`` when there is one (S3 takes an
+        equal minimum and maximum), else anything up to the limit."""
         settings = self._settings
         expires_at = expires_in(settings.presign_expiry_s)
+        low, high = (size, size) if size else (1, settings.max_upload_bytes)
         post = self._s3.generate_presigned_post(
             Bucket=settings.uploads_bucket,
             Key=key,
             Fields={"Content-Type": content_type},
             Conditions=[
                 {"Content-Type": content_type},
-                ["content-length-range", 1, settings.max_upload_bytes],
+                ["content-length-range", low, high],
             ],
             ExpiresIn=settings.presign_expiry_s,
         )
@@ -59,7 +61,7 @@ class Storage:
             url=post["url"],
             fields=post["fields"],
             key=key,
-            max_bytes=settings.max_upload_bytes,
+            max_bytes=high,
             expires_at=expires_at,
         )
 

@@ -1,10 +1,9 @@
 """The reference web client (``api/web/``), served at /app/ under a strict
-Content-Security-Policy."""
+Content-Security-Policy (set with the API's other headers, by ``security.SecurityHeaders``)."""
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -37,20 +36,7 @@ def _home() -> RedirectResponse:
     return RedirectResponse("/app/")
 
 
-def serve_web_client(app: FastAPI, settings: Settings) -> None:
-    """Mount the client at /app/, send browsers at / to it, and give its files their headers."""
+def serve_web_client(app: FastAPI) -> None:
+    """Mount the client at /app/ and send browsers at / to it."""
     app.mount("/app", StaticFiles(directory=WEB_CLIENT, html=True), name="web")
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False, name="home")
-    policy = web_client_policy(settings)
-
-    async def web_client_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        if request.url.path.startswith("/app"):
-            response.headers["Content-Security-Policy"] = policy
-            response.headers["X-Content-Type-Options"] = "nosniff"
-            response.headers["Referrer-Policy"] = "no-referrer"  # presigned URLs stay private
-        return response
-
-    app.middleware("http")(web_client_headers)

@@ -100,7 +100,32 @@ class Settings(BaseSettings):
     # --- authentication ---------------------------------------------------------------------
     token_secret: str | None = None  # HMAC secret for bearer tokens; local: generated once
     token_ttl_s: int = 12 * 3600
-    admin_users: tuple[str, ...] = ("admin",)
+    # Every token must name this audience (``aud``), so that a token minted for another service
+    # that shares the secret or the identity provider is not accepted here.
+    token_audience: str = "trackflow-api"
+    # Tokens whose exp - iat exceeds this are refused, whoever signed them: a leaked token
+    # cannot outlive it, and a revocation stays bounded by it.
+    token_max_lifetime_s: int = Field(24 * 3600, ge=60)
+    # Names the embedded stack records as administrators in the users table when first seen
+    # (the CLI's default --user admin, the tests). Ignored on every other target: there the
+    # users table alone says who administers, as an administrator or operator set it.
+    local_admins: tuple[str, ...] = ("admin",)
+    # A deployment's OpenID Connect provider: when oidc_issuer is set, only its tokens are
+    # accepted (RS256/ES256, keys from oidc_jwks_url, refetched when a token names a new key).
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None  # default: token_audience
+    oidc_jwks_url: str | None = None  # default: <issuer>/.well-known/jwks.json
+    oidc_user_claim: str = "sub"  # the claim that names the user (a user name: a-z, 0-9, _.-)
+    oidc_algorithms: tuple[str, ...] = ("RS256", "ES256")
+    oidc_jwks_cache_s: int = Field(300, ge=1)  # how long fetched signing keys are trusted
+    oidc_leeway_s: int = Field(30, ge=0, le=300)  # the provider's clock skew allowed on exp, iat
+    # A token naming an unknown key refetches the keys at most this often, so that made-up key
+    # ids cannot make every request a call to the provider.
+    oidc_jwks_cooldown_s: float = Field(30.0, ge=0)
+
+    # --- API requests -----------------------------------------------------------------------
+    # Bodies are small JSON documents; a larger one is refused (413) before it is parsed.
+    max_request_body_bytes: int = Field(64 * 1024, ge=1024)
 
     # --- uploads ----------------------------------------------------------------------------
     uploads_prefix: str = "uploads/"
@@ -192,9 +217,15 @@ class Settings(BaseSettings):
 
     @property
     def local_sign_in(self) -> bool:
-        """Local stacks let anyone act as any named user (the CLI's --user, the web client's
-        name field); on AWS, tokens come from the deployment's identity provider."""
-        return self.aws_target is not AwsTarget.AWS
+        """The embedded stack lets anyone act as any named user (the CLI's --user, the web
+        client's name field); elsewhere (LocalStack included, which may be shared), tokens
+        come from the deployment's identity provider or its secret."""
+        return self.aws_target is AwsTarget.EMBEDDED
+
+    @property
+    def oidc(self) -> bool:
+        """Whether tokens come from an OpenID Connect provider (else: our own HS256)."""
+        return self.oidc_issuer is not None
 
     @functools.cached_property
     def names(self) -> dict[str, str]:

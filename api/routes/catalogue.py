@@ -31,7 +31,7 @@ def add_work(
     )
     key = catalogue_key(settings.uploads_prefix, work["work_id"], request.filename)
     work = works.update(work["work_id"], upload={"key": key}) or work
-    return WorkResponse(work=work, upload=s3.upload_form(key, content_type))
+    return WorkResponse(work=work, upload=s3.upload_form(key, content_type, request.size))
 
 
 @router.get("/v1/catalogue/works", response_model=WorkList)

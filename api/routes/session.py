@@ -1,4 +1,8 @@
-"""Signing in on a local stack, where anyone may act as any named user."""
+"""Signing in on the embedded stack, where anyone may act as any named user.
+
+The token carries no rights: whether its user administers is the users table's to say (on the
+embedded stack, the names in ``local_admins`` are recorded as administrators when first seen).
+"""
 
 from fastapi import APIRouter
 
@@ -12,8 +16,9 @@ router = APIRouter()
 
 @router.post("/v1/session", status_code=201, response_model=Session)
 def sign_in(request: SessionRequest, settings: AppSettings) -> Session:
-    """Local stacks only: a token for any named user, as the CLI's ``--user`` mints. A
-    deployment's tokens come from its identity provider; there this route is 404."""
+    """The embedded stack only: a token for any named user, as the CLI's ``--user`` mints.
+    Elsewhere (LocalStack and AWS) tokens come from the identity provider; there this route
+    is 404."""
     if not settings.local_sign_in:
         raise ApiError(404, "not_found", "sign in through your identity provider")
     token = mint_token(settings, request.user)

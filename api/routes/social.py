@@ -59,11 +59,27 @@ def update_me(update: ProfileUpdate, caller: Caller, users: Users) -> dict[str, 
     return users.update(caller.user_id, **update.model_dump(exclude_none=True))
 
 
+@router.delete("/v1/me/tokens", status_code=204)
+def revoke_my_tokens(caller: Caller, users: Users) -> None:
+    """Sign out everywhere: every token the caller holds now is refused from now on."""
+    users.revoke_tokens(caller.user_id)
+
+
 @router.patch("/v1/users/{user_id}")
 def update_account(
     user_id: str, update: AccountUpdate, caller: Admin, users: Users
 ) -> dict[str, Any]:
-    """Administrators: flag an account as priority (its uploads get their own lane)."""
+    """Administrators: flag an account as priority (its uploads get their own lane), or grant
+    or withdraw administrator rights (effective on the account's next request)."""
     if not USER_ID.match(user_id):
         raise ApiError(404, "not_found", "no such user")
     return users.update(user_id, **update.model_dump(exclude_none=True))
+
+
+@router.delete("/v1/users/{user_id}/tokens", status_code=204)
+def revoke_tokens(user_id: str, caller: Admin, users: Users) -> None:
+    """Administrators: refuse every token ``user_id`` holds now (a stolen token, a departed
+    user); tokens issued afterwards work."""
+    if not USER_ID.match(user_id):
+        raise ApiError(404, "not_found", "no such user")
+    users.revoke_tokens(user_id)

@@ -19,7 +19,12 @@ log = get_logger(__name__)
 
 
 def _new_track(
-    track_id: str, owner: str, lane: Lane, filename: str, content_type: str, upload: dict[str, str]
+    track_id: str,
+    owner: str,
+    lane: Lane,
+    filename: str,
+    content_type: str,
+    upload: dict[str, Any],
 ) -> dict[str, Any]:
     now = now_iso()
     return {
@@ -60,14 +65,19 @@ def create_upload(
     track_id = uuid.uuid4().hex
     filename = safe_filename(request.filename)
     key = upload_key(settings.uploads_prefix, caller.user_id, track_id, filename)
-    upload: PresignedPost = s3.upload_form(key, content_type)
+    upload: PresignedPost = s3.upload_form(key, content_type, request.size)
     track = _new_track(
         track_id,
         caller.user_id,
         Lane.PRIORITY if profile.get("priority") else Lane.STANDARD,
         filename,
         content_type,
-        {"bucket": settings.uploads_bucket, "key": key, "expires_at": upload.expires_at},
+        {
+            "bucket": settings.uploads_bucket,
+            "key": key,
+            "expires_at": upload.expires_at,
+            "max_bytes": upload.max_bytes,  # what the policy lets S3 store
+        },
     )
     tracks.create(track)
     log.info("upload_presigned", track_id=track_id, owner=caller.user_id)

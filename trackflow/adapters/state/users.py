@@ -1,7 +1,13 @@
-"""User profiles: where to email them, whether they want email, and their lane."""
+"""User profiles: where to email them, whether they want email, their lane, whether they
+administer, and since when their tokens are valid.
+
+``admin`` is absent until someone decides it (absent means no rights); ``tokens_valid_after``
+(epoch seconds) revokes every token issued before it.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -62,3 +68,29 @@ class UserStore:
             **u.kwargs(),
         )
         return from_item(response["Attributes"])
+
+    def seed_admin(self, user_id: str, *, email: str | None = None) -> dict[str, Any]:
+        """Record ``user_id`` as an administrator unless their rights were already decided (an
+        explicit ``admin: false`` stays): how a local stack's named administrators start."""
+        self.ensure(user_id, email=email)
+        try:
+            response = self._db.update_item(
+                TableName=self._table,
+                Key=to_item({"user_id": user_id}),
+                UpdateExpression="SET #admin = :admin",
+                ConditionExpression="attribute_not_exists(#admin)",
+                ExpressionAttributeNames={"#admin": "admin"},
+                ExpressionAttributeValues=to_item({":admin": True}),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+            return self.get(user_id) or {}
+        return from_item(response["Attributes"])
+
+    def revoke_tokens(self, user_id: str, *, now: float | None = None) -> dict[str, Any]:
+        """Refuse every token of ``user_id`` issued up to now (this second included, since
+        ``iat`` counts whole seconds); tokens issued afterwards work."""
+        after = int(time.time() if now is None else now) + 1
+        return self.update(user_id, tokens_valid_after=after)
