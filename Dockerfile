@@ -9,6 +9,7 @@ COPY api api
 COPY cli cli
 COPY consumer consumer
 COPY media media
+COPY pipeline pipeline
 COPY tasks tasks
 RUN python -m venv /opt/trackflow \
  && /opt/trackflow/bin/pip install -c constraints.txt . \

@@ -4,6 +4,9 @@ The event is checked against the track the API recorded when it issued the presi
 same bucket, the exact key, the owner the key names, a size within the limit. Then one
 conditional write moves the track from ``awaiting_upload`` to ``queued``; only the writer that
 wins it launches the workflow, so duplicate events (S3 delivers at least once) start nothing.
+
+Admission sits above the Celery shell (``trackflow.tasks.workflow``) and imports it; nothing in
+the tasks' core imports the consumer back.
 """
 
 from __future__ import annotations
@@ -20,9 +23,13 @@ from trackflow.consumer.events import ObjectCreated, PoisonMessage
 from trackflow.domain.keys import parse_catalogue_key, parse_upload_key
 from trackflow.domain.track import Status
 from trackflow.logs import get_logger
+from trackflow.pipeline.flow import FIRST_STAGE, Move, allowed_from
 from trackflow.settings import Settings
+from trackflow.tasks.catalogue import catalogue_store, fingerprint_work
+from trackflow.tasks.runtime import fail_track
+from trackflow.tasks.workflow import launch_stage, move
 
-__all__ = ["Admission", "Outcome", "admit", "launch"]
+__all__ = ["Admission", "Outcome", "admit"]
 
 log = get_logger(__name__)
 
@@ -43,20 +50,7 @@ class Admission:
     reason: str = ""
 
 
-def launch(store: TrackStore, track: dict[str, Any], *, again: bool = False) -> None:
-    """Start the track's workflow (its first stage) and record that it was sent; ``again``
-    sends it even if an earlier launch recorded the stage (its messages never arrived)."""
-    from trackflow.domain.track import STAGES
-    from trackflow.tasks.workflow import launch_stage
-
-    launch_stage(store, track, STAGES[0], force=again)
-    store.mark_launched(track["track_id"])
-    log.info("workflow_launched", track_id=track["track_id"])
-
-
 def _refuse(store: TrackStore, track_id: str, code: str, message: str) -> Admission:
-    from trackflow.tasks.runtime import fail_track
-
     track = store.get(track_id)
     if track:
         fail_track(track, None, {"code": code, "message": message})
@@ -65,8 +59,6 @@ def _refuse(store: TrackStore, track_id: str, code: str, message: str) -> Admiss
 
 def admit_reference(event: ObjectCreated, work_id: str, settings: Settings) -> Admission:
     """A rights holder's reference recording arrived: fingerprint it, once."""
-    from trackflow.tasks.catalogue import catalogue_store, fingerprint_work
-
     catalogue = catalogue_store(settings)
     work = catalogue.get(work_id)
     if work is None or work.get("upload", {}).get("key") != event.key:
@@ -107,7 +99,7 @@ def admit(event: ObjectCreated, settings: Settings, store: TrackStore) -> Admiss
     track = store.get(key.track_id)
     if track is None or track["owner"] != key.owner or track["upload"]["key"] != event.key:
         raise PoisonMessage("no track was promised an upload at this key")
-    if track["status"] == Status.AWAITING_UPLOAD:
+    if track["status"] in allowed_from(Move.ADMIT):
         if event.size > settings.max_upload_bytes:
             return _refuse(
                 store,
@@ -123,19 +115,17 @@ def admit(event: ObjectCreated, settings: Settings, store: TrackStore) -> Admiss
             "etag": event.etag,
             "event": event.event_name,
         }
-        queued = store.transition(
-            key.track_id,
-            Status.QUEUED,
-            allowed_from=[Status.AWAITING_UPLOAD],
-            fields={"source": source, "queued_at": now_iso()},
+        # the one writer that wins the move starts the workflow's first stage
+        queued = move(
+            store, key.track_id, Move.ADMIT, fields={"source": source, "queued_at": now_iso()}
         )
         if queued is not None:
-            launch(store, queued)
+            log.info("workflow_launched", track_id=key.track_id)
             return Admission(Outcome.LAUNCHED, key.track_id)
         track = store.get(key.track_id) or track
     if track["status"] == Status.QUEUED and not track.get("launch") and _stale(track):
         log.warning("relaunching_unconfirmed_workflow", track_id=key.track_id)
-        launch(store, track, again=True)
+        launch_stage(store, track, FIRST_STAGE, force=True)  # its messages never arrived
         return Admission(Outcome.LAUNCHED, key.track_id, "relaunched")
     return Admission(Outcome.DUPLICATE, key.track_id)
 

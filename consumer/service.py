@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from kombu import Connection, Consumer, Queue
@@ -24,6 +25,8 @@ from trackflow.consumer.admission import admit
 from trackflow.consumer.events import PoisonMessage, parse_message
 from trackflow.logs import bind, get_logger, unbind
 from trackflow.settings import Settings
+from trackflow.tasks.app import celery_config, predefined_queue
+from trackflow.tasks.recovery import sweep
 from trackflow.tasks.tuning import freeze_long_lived
 
 __all__ = ["EventConsumer", "run_consumer"]
@@ -32,8 +35,6 @@ log = get_logger(__name__)
 
 
 def _connection(settings: Settings) -> Connection:
-    from trackflow.tasks.app import celery_config, predefined_queue
-
     config = celery_config(settings)
     options = dict(config["broker_transport_options"])
     options["predefined_queues"] = {
@@ -52,7 +53,10 @@ class EventConsumer(ConsumerMixin):
         self.sqs = aws.client("sqs", settings)
         self.handled = 0
 
-    def get_consumers(self, consumer_class: type[Consumer], channel: Any) -> list[Consumer]:
+    def get_consumers(
+        self, consumer_class: Callable[..., Consumer], channel: Any
+    ) -> list[Consumer]:
+        # kombu passes Consumer with the channel already bound (functools.partial)
         queue = Queue(self.settings.events_queue, no_declare=True)
         return [consumer_class(queues=[queue], on_message=self.on_message, prefetch_count=10)]
 
@@ -106,8 +110,6 @@ def _preview(body: Any, limit: int = 300) -> str:
 def _sweep_periodically(settings: Settings, stopping: threading.Event) -> None:
     """The sweeper runs beside the consumer: every consumer sweeps, and conditional writes make
     sure each stalled track is taken by one of them."""
-    from trackflow.tasks.recovery import sweep
-
     while not stopping.wait(settings.sweep_interval_s):
         try:
             sweep(settings)

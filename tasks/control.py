@@ -10,45 +10,39 @@ from trackflow.adapters import aws
 from trackflow.adapters.search import open_search
 from trackflow.adapters.state.dynamo import now_iso
 from trackflow.domain.keys import media_key
-from trackflow.domain.track import Status
+from trackflow.pipeline.flow import Move, allowed_from
 from trackflow.settings import Lane, WorkerGroup, get_settings
 from trackflow.tasks.app import app, routed
 from trackflow.tasks.catalogue import catalogue_store, start_indexing
 from trackflow.tasks.feeds import fan_out, feed_entry
-from trackflow.tasks.runtime import notify_outcome, track_store
-from trackflow.tasks.workflow import advance
+from trackflow.tasks.runtime import track_store
+from trackflow.tasks.workflow import move
 
 __all__ = ["approve", "delete_track", "reject", "remove_work"]
 
 
 def approve(track_id: str, reviewer: str, note: str = "") -> dict[str, Any] | None:
     """Release a held track: renditions and publication run as if the check had passed."""
-    store = track_store()
-    track = store.transition(
-        track_id,
-        Status.PROCESSING,
-        allowed_from=[Status.HELD_FOR_REVIEW],
-        fields={"review": {"decision": "approved", "by": reviewer, "at": now_iso(), "note": note}},
-    )
-    if track:
-        advance(store, track)  # the checks are over: the renditions start
-    return track
+    review = {"decision": "approved", "by": reviewer, "at": now_iso(), "note": note}
+    # the move releases it: the renditions start (after any check skipped while it was held)
+    return move(track_store(), track_id, Move.APPROVE, fields={"review": review})
 
 
 def reject(track_id: str, reviewer: str, note: str = "") -> dict[str, Any] | None:
     """Confirm the match: the track ends rejected and the uploader is told why."""
     store = track_store()
     held = store.get(track_id)
-    if held is None or held["status"] != Status.HELD_FOR_REVIEW:
+    if held is None or held["status"] not in allowed_from(Move.REVIEW_REJECT):
         return None
     matches = held.get("copyright", {}).get("matches", [])
     work = (
         f"'{matches[0]['title']}' (work {matches[0]['work_id']})" if matches else "a protected work"
     )
-    track = store.transition(
+    # the move tells the uploader why
+    return move(
+        store,
         track_id,
-        Status.REJECTED,
-        allowed_from=[Status.HELD_FOR_REVIEW],
+        Move.REVIEW_REJECT,
         fields={
             "error": {
                 "code": "copyright_match",
@@ -59,9 +53,6 @@ def reject(track_id: str, reviewer: str, note: str = "") -> dict[str, Any] | Non
             "review": {"decision": "rejected", "by": reviewer, "at": now_iso(), "note": note},
         },
     )
-    if track:
-        notify_outcome(track)
-    return track
 
 
 def remove_work(work_id: str) -> dict[str, Any] | None:

@@ -7,7 +7,9 @@
 - ``reprocess`` runs a track again from the start; every step is idempotent, so outputs are
   replaced in place and no side effect happens twice.
 
-Each decision is one conditional write, so several sweepers at once do no harm.
+Each decision is one conditional write, so several sweepers at once do no harm. Recovery sits
+above admission (the sweeper admits uploads whose event was lost), which sits above the Celery
+shell; none of them imports back.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from typing import Any
 
 from trackflow.adapters import aws
 from trackflow.adapters.state.dynamo import now_iso
-from trackflow.consumer.admission import admit, launch
+from trackflow.consumer.admission import admit
 from trackflow.consumer.events import ObjectCreated, PoisonMessage
-from trackflow.domain.track import STEP_NAMES, TERMINAL, Status, StepStatus, first_unfinished_stage
+from trackflow.domain.track import STEP_NAMES, Status, StepStatus
 from trackflow.logs import get_logger
+from trackflow.pipeline import flow
+from trackflow.pipeline.flow import NOTHING, Move
 from trackflow.settings import Lane, Settings, WorkerGroup, get_settings
 from trackflow.tasks.runtime import fail_track, track_store
-from trackflow.tasks.workflow import launch_stage
+from trackflow.tasks.workflow import perform
 
 __all__ = ["SweepReport", "lane_idle", "reconcile", "reprocess", "sweep"]
 
@@ -148,9 +152,9 @@ def _resume_or_fail(store: Any, track: dict[str, Any], report: SweepReport) -> N
         return
     # Only one sweeper takes it: the write is conditional on the state it saw.
     claimed = store.claim_resume(track["track_id"], seen_updated_at=track["updated_at"])
-    stage = first_unfinished_stage(track["steps"])
-    if claimed and stage is not None:
-        launch_stage(store, claimed, stage, force=True)  # its messages were lost: send it again
+    decision = flow.on_stalled(claimed) if claimed else NOTHING
+    if decision != NOTHING:
+        perform(store, claimed, decision)  # its messages were lost: send them again
         report.resumed.append(track["track_id"])
 
 
@@ -186,17 +190,16 @@ def reprocess(track_id: str, settings: Settings | None = None) -> dict[str, Any]
     existing = store.get(track_id)
     if existing is None or "source" not in existing:
         return None  # nothing was ever uploaded: there is nothing to run again
-    fresh = {
+    fresh: dict[str | tuple[str, ...], Any] = {
         ("steps", name): {"status": str(StepStatus.PENDING), "attempts": 0} for name in STEP_NAMES
     }
-    track = store.transition(
+    track = store.apply(
         track_id,
-        Status.QUEUED,
-        allowed_from=[*TERMINAL, Status.QUEUED, Status.PROCESSING],
+        Move.REPROCESS,
         fields={**fresh, "stages": {}, "reprocessed_at": now_iso(), "resumes": 0},
     )
     if track is None:
         return None
     store.clear(track_id, "error", "finished_at", "published_at")
-    launch(store, track)
+    perform(store, track, flow.on_moved(Move.REPROCESS, track))  # the first stage starts
     return store.get(track_id)

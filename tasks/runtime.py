@@ -28,19 +28,23 @@ from trackflow.adapters import aws
 from trackflow.adapters.state.dynamo import now_iso
 from trackflow.adapters.state.tracks import StepStart, TrackStore
 from trackflow.domain.keys import media_key
-from trackflow.domain.track import ACTIVE, STEP_BY_NAME, STEP_DONE, Status, StepStatus, queued_s
+from trackflow.domain.track import STEP_BY_NAME, STEP_DONE, Status, StepStatus, queued_s
 from trackflow.errors import InputRejected, NotReady, TrackflowError, WaitForSlot
 from trackflow.logs import bind, get_logger, unbind
 from trackflow.media import probe
-from trackflow.settings import Lane, Settings, get_settings
+from trackflow.pipeline import flow
+from trackflow.pipeline.flow import Move
+from trackflow.settings import Settings, get_settings
 from trackflow.tasks.app import app, routed
 from trackflow.tasks.cache import ObjectCache
 from trackflow.tasks.cores import CoreLeases
 from trackflow.tasks.tuning import cpu_seconds
+from trackflow.tasks.workflow import advance, perform
 
 __all__ = [
     "StepContext",
     "StepResult",
+    "fail_track",
     "object_cache",
     "step",
     "take_turns_at_cores",
@@ -108,13 +112,6 @@ class StepContext:
             )
         return self._gate
 
-    def require(self, *steps: str) -> None:
-        """Inputs made by earlier steps must exist; if not (a stage relaunched by the sweeper while
-        its predecessor still runs), retry soon."""
-        missing = [s for s in steps if self.track["steps"][s]["status"] != StepStatus.SUCCEEDED]
-        if missing:
-            raise NotReady(f"waiting for {', '.join(missing)}")
-
     def key(self, artifact: str) -> str:
         return media_key(self.track["owner"], self.track_id, artifact)
 
@@ -157,14 +154,13 @@ def _retry_delay(settings: Settings, attempt: int) -> float:
     return random.uniform(0, min(settings.retry_backoff_max_s, 2 ** min(attempt, 10)))
 
 
-def step(
-    name: str, *, runs_when: Iterable[Status] = ACTIVE
-) -> Callable[[Callable[[StepContext], StepResult]], Task]:
-    """Make ``body`` the Celery task ``trackflow.<name>``."""
+def step(name: str) -> Callable[[Callable[[StepContext], StepResult]], Task]:
+    """Make ``body`` the Celery task ``trackflow.<name>``; it runs in the statuses the workflow
+    says, once the steps whose outputs it reads have succeeded."""
     spec = STEP_BY_NAME[name]
     settings = get_settings()
     hard = settings.task_time_limit(spec.group)
-    states = frozenset(runs_when)
+    states = flow.runs_when(name)
 
     def decorate(body: Callable[[StepContext], StepResult]) -> Task:
         @app.task(
@@ -211,6 +207,9 @@ def run_step(
     log.info("step_started", attempt=track["steps"][name]["attempts"])
     workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_workdir_root(settings)))
     try:
+        missing = flow.missing_inputs(track, name)
+        if missing:  # a stage resent by the sweeper while the one before still runs
+            raise NotReady(f"waiting for {', '.join(missing)}")
         with _core_turn(track, name, settings):
             started_at, cpu_before = now_iso(), cpu_seconds()
             result = body(StepContext(track, name, settings, workdir, task.request.id or ""))
@@ -224,7 +223,6 @@ def run_step(
             outputs=result.outputs,
         )
         log.info("step_succeeded", duration_s=done["steps"][name].get("duration_s"))
-        maybe_publish(store, done)
         advance(store, done)
     except InputRejected as error:
         log.warning("step_rejected_input", code=error.code, reason=error.message)
@@ -318,32 +316,4 @@ def fail_track(track: Mapping[str, Any], name: str | None, error: Mapping[str, A
         if name:
             store.end_step(track["track_id"], name, StepStatus.FAILED, error)
         return
-    notify_outcome(failed)
-
-
-def notify_outcome(track: Mapping[str, Any]) -> None:
-    """Send the email step on its own: the track ended before publication would have run it."""
-    from trackflow.tasks.workflow import notify_signature
-
-    notify_signature(track["track_id"], Lane(track.get("lane", Lane.STANDARD))).apply_async()
-
-
-def advance(store: TrackStore, track: dict[str, Any]) -> None:
-    from trackflow.tasks.workflow import advance as start_next_stage
-
-    start_next_stage(store, track)
-
-
-def maybe_publish(store: TrackStore, track: Mapping[str, Any]) -> None:
-    """Once every step has succeeded (or been skipped), the track is published."""
-    if track["status"] != Status.PROCESSING:
-        return
-    states = [state.get("status") for state in track["steps"].values()]
-    finished = all(s in (StepStatus.SUCCEEDED, StepStatus.SKIPPED) for s in states)
-    if finished and store.transition(
-        track["track_id"],
-        Status.PUBLISHED,
-        allowed_from=[Status.PROCESSING],
-        fields={"published_at": now_iso()},
-    ):
-        log.info("track_published")
+    perform(store, failed, flow.on_moved(Move.FAIL, failed))

@@ -1,7 +1,7 @@
 """The steps of the workflow: thin shells that fetch inputs, call the media core, store outputs.
 
 Each is named ``trackflow.<step>`` for good (task names are a contract with messages already in
-the queues); the workflow's shape is in ``workflow.py``.
+the queues); the workflow's stages, gates and each step's inputs are in ``trackflow.pipeline.flow``.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from trackflow.adapters.state.users import UserStore
 from trackflow.domain.copyright import judge
 from trackflow.domain.emails import compose
 from trackflow.domain.keys import PEAKS_ARTIFACT, rendition_artifact
-from trackflow.domain.track import TRANSCODE_STEPS, Status
+from trackflow.domain.track import Status
 from trackflow.errors import NotReady, WaitForSlot
 from trackflow.logs import get_logger
 from trackflow.media import artwork, fingerprint, loudness, probe, tags, transcode, waveform
 from trackflow.media.ffmpeg import LoudnessStats
+from trackflow.pipeline.flow import Move
 from trackflow.settings import Lane
 from trackflow.tasks.catalogue import (
     all_landmarks,
@@ -33,7 +34,8 @@ from trackflow.tasks.catalogue import (
     start_indexing,
 )
 from trackflow.tasks.feeds import fan_out, feed_entry
-from trackflow.tasks.runtime import StepContext, StepResult, notify_outcome, step, track_store
+from trackflow.tasks.runtime import StepContext, StepResult, step, track_store
+from trackflow.tasks.workflow import move
 
 log = get_logger(__name__)
 
@@ -121,7 +123,6 @@ def analyse_waveform(ctx: StepContext) -> StepResult:
 @step("normalise_audio")
 def normalise_audio(ctx: StepContext) -> StepResult:
     """Bring the track to the target loudness under the true-peak ceiling (lossless master)."""
-    ctx.require("analyse_waveform")
     s = ctx.settings
     out = ctx.workdir / "normalised.flac"
     result = loudness.normalise(
@@ -165,10 +166,12 @@ def check_copyright(ctx: StepContext) -> StepResult:
     record = {**verdict.as_record(), "checked_at": now_iso(), "landmarks": len(hashes)}
     store = track_store(s)
     if verdict.outcome == "match":
-        rejected = store.transition(
+        # the one writer that wins the move tells the uploader; if it lost, the track had
+        # already ended, and that told them
+        move(
+            store,
             ctx.track_id,
-            Status.REJECTED,
-            allowed_from=[Status.PROCESSING],
+            Move.REJECT,
             fields={
                 "error": {
                     "code": "copyright_match",
@@ -179,21 +182,13 @@ def check_copyright(ctx: StepContext) -> StepResult:
             },
         )
         log.warning("copyright_match", work=verdict.matches[0]["work_id"])
-        if rejected is not None:  # else the track had already ended, and that told the uploader
-            notify_outcome(rejected)
     elif verdict.outcome == "review":
-        store.transition(
-            ctx.track_id,
-            Status.HELD_FOR_REVIEW,
-            allowed_from=[Status.PROCESSING],
-            fields={"copyright": record},
-        )
+        move(store, ctx.track_id, Move.HOLD, fields={"copyright": record})
         log.warning("copyright_review", work=verdict.matches[0]["work_id"])
     return StepResult(fields={"copyright": record}, outputs=outputs)
 
 
 def _transcode(ctx: StepContext, bitrate: int) -> StepResult:
-    ctx.require("extract_metadata", "resize_artwork", "normalise_audio", "check_copyright")
     s = ctx.settings
     out = ctx.workdir / f"{bitrate}.mp3"
     result = transcode.encode_mp3(
@@ -238,7 +233,6 @@ def transcode_320(ctx: StepContext) -> StepResult:
 def index_track(ctx: StepContext) -> StepResult:
     """Make the track findable by search, and protect it: it joins the copyright catalogue
     (indexed by background tasks, so publication does not wait for it)."""
-    ctx.require("extract_metadata", "check_copyright", *TRANSCODE_STEPS)
     s = ctx.settings
     document = TrackDocument.from_track({**ctx.track, "published_at": ctx.track.get("queued_at")})
     open_search(s).upsert(document)
@@ -269,25 +263,18 @@ def index_track(ctx: StepContext) -> StepResult:
 @step("publish_feed")
 def publish_feed(ctx: StepContext) -> StepResult:
     """Put the track in every follower's feed, one bounded page of followers per task."""
-    ctx.require("extract_metadata", *TRANSCODE_STEPS)
     pages = fan_out(
         ctx.track["owner"], feed_entry(ctx.track), Lane(ctx.track.get("lane", Lane.STANDARD))
     )
     return StepResult(fields={"feed": {"pages": pages, "published_at": now_iso()}})
 
 
-@step(
-    "notify_uploader", runs_when=[Status.QUEUED, Status.PROCESSING, Status.REJECTED, Status.FAILED]
-)
+@step("notify_uploader")
 def notify_uploader(ctx: StepContext) -> StepResult:
     """Email the uploader the outcome, once per outcome, within the account's send rate."""
     s = ctx.settings
     status = ctx.track["status"]
-    if status in (Status.REJECTED, Status.FAILED):
-        outcome = str(status)
-    else:
-        ctx.require(*TRANSCODE_STEPS)
-        outcome = "published"
+    outcome = str(status) if status in (Status.REJECTED, Status.FAILED) else "published"
     store = track_store(s)
     claim = ctx.track.get("notifications", {}).get(outcome, {})
     if claim.get("state") in ("sent", "suppressed"):

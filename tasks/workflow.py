@@ -1,73 +1,109 @@
-"""The workflow of one upload, stage by stage, as Celery canvas.
+"""The workflow's Celery shell: it carries out what the engine (``trackflow.pipeline.flow``)
+decides, with conditional writes on the track and Celery messages.
 
-    checks:       extract_metadata -> resize_artwork
-                  analyse_waveform -> normalise_audio        side by side
-                  check_copyright
-    renditions:   transcode_128 | transcode_192 | transcode_320   (only if the checks passed)
-    publication:  index_track | publish_feed | notify_uploader
-
-Each stage is a group of chains. The join between stages is not a Celery chord: a chord's
-counter counts completion events, and redeliveries and retried writes made it start bodies
-early or never (measured: tracks stuck in processing). Instead, the step that ends a stage
-records it in the track, and one conditional write decides who starts the next stage, exactly
-once. Signatures carry only the track id, and route to the step's worker group in the track's
-lane.
+Each stage is sent as a group of chains of step messages. Signatures name their task (task names
+are a contract with messages already in the queues), so this module needs the app and not the
+step tasks, and the step runtime can call it without an import cycle. They carry only the track
+id and route to the step's worker group in the track's lane.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from celery import chain, group
 from celery.canvas import Signature
 
+from trackflow.adapters.state.dynamo import now_iso
 from trackflow.adapters.state.tracks import TrackStore
-from trackflow.domain.track import ACTIVE, STAGES, STEP_BY_NAME, Stage, first_unfinished_stage
+from trackflow.domain.track import STEP_BY_NAME, Stage
 from trackflow.logs import get_logger
+from trackflow.pipeline import flow
+from trackflow.pipeline.flow import Decision, Move
 from trackflow.settings import Lane, get_settings
-from trackflow.tasks import steps
+from trackflow.tasks.app import app
 
-__all__ = ["advance", "build_workflow", "launch_stage", "notify_signature", "stage_signature"]
+__all__ = [
+    "advance",
+    "launch_stage",
+    "move",
+    "notify_outcome",
+    "notify_signature",
+    "perform",
+    "stage_signature",
+]
 
 log = get_logger(__name__)
 
 
+def _lane(track: Mapping[str, Any]) -> Lane:
+    return Lane(track.get("lane", Lane.STANDARD))
+
+
 def _step(name: str, track_id: str, lane: Lane) -> Signature:
-    task = getattr(steps, name)
-    return task.si(track_id).set(queue=get_settings().queue(STEP_BY_NAME[name].group, lane))
+    queue = get_settings().queue(STEP_BY_NAME[name].group, lane)
+    return app.signature(f"trackflow.{name}", args=(track_id,), immutable=True).set(queue=queue)
 
 
 def stage_signature(track_id: str, lane: Lane, stage: Stage) -> Signature:
     return group(chain(*(_step(n, track_id, lane) for n in branch)) for branch in stage.branches)
 
 
-def build_workflow(track_id: str, lane: Lane = Lane.STANDARD) -> Signature:
-    """Where every upload starts: the checks."""
-    return stage_signature(track_id, lane, STAGES[0])
-
-
-def launch_stage(
-    store: TrackStore, track: dict[str, Any], stage: Stage, *, force: bool = False
-) -> bool:
-    """Start ``stage`` unless it was started before (``force``: start it again regardless, as the
-    sweeper does for a stage whose messages were lost)."""
-    if not force and not store.claim_stage(track["track_id"], stage.name):
-        return False
-    lane = Lane(track.get("lane", Lane.STANDARD))
-    stage_signature(track["track_id"], lane, stage).apply_async()
-    log.info("stage_launched", track_id=track["track_id"], stage=stage.name)
-    return True
-
-
-def advance(store: TrackStore, track: dict[str, Any]) -> None:
-    """After a step ended: if its stage is over, start the next one (once)."""
-    if track["status"] not in ACTIVE:
-        return  # ended, or held for review: nothing more runs unless someone releases it
-    stage = first_unfinished_stage(track["steps"])
-    if stage is not None and stage.name not in track.get("stages", {}):
-        launch_stage(store, track, stage)
-
-
 def notify_signature(track_id: str, lane: Lane = Lane.STANDARD) -> Signature:
     """The uploader's email alone: for a track that ended before publication."""
     return _step("notify_uploader", track_id, lane)
+
+
+def launch_stage(
+    store: TrackStore, track: Mapping[str, Any], stage: Stage, *, force: bool = False
+) -> bool:
+    """Start ``stage`` unless it was started before (``force``: start it again regardless, as
+    the sweeper does for a stage whose messages were lost)."""
+    track_id = track["track_id"]
+    if not force and not store.claim_stage(track_id, stage.name):
+        return False
+    stage_signature(track_id, _lane(track), stage).apply_async()
+    if stage.name == flow.FIRST_STAGE.name:
+        # Admission relaunches a track that stays queued without this mark (its consumer died
+        # between the two writes).
+        store.mark_launched(track_id)
+    log.info("stage_launched", track_id=track_id, stage=stage.name)
+    return True
+
+
+def notify_outcome(track: Mapping[str, Any]) -> None:
+    """Send the email step on its own: the track ended before publication would have run it."""
+    notify_signature(track["track_id"], _lane(track)).apply_async()
+
+
+def perform(store: TrackStore, track: Mapping[str, Any], decision: Decision) -> None:
+    """Carry out the engine's decision; each write is conditional, so a decision taken twice
+    (a redelivered message) acts once."""
+    if decision.publish:
+        published = move(store, track["track_id"], Move.PUBLISH, fields={"published_at": now_iso()})
+        if published is not None:
+            log.info("track_published", track_id=track["track_id"])
+    if decision.launch is not None:
+        launch_stage(store, track, decision.launch, force=decision.force)
+    if decision.notify:
+        notify_outcome(track)
+
+
+def move(
+    store: TrackStore,
+    track_id: str,
+    name: Move,
+    fields: Mapping[str | tuple[str, ...], Any] | None = None,
+) -> dict[str, Any] | None:
+    """Make the transition ``name`` if the track's status allows it, then do what follows it;
+    None (and nothing done) if the track was elsewhere."""
+    track = store.apply(track_id, name, fields=fields)
+    if track is not None:
+        perform(store, track, flow.on_moved(name, track))
+    return track
+
+
+def advance(store: TrackStore, track: Mapping[str, Any]) -> None:
+    """After a step ended (or was reported again): what the engine says comes next."""
+    perform(store, track, flow.on_step_finished(track))

@@ -1,7 +1,8 @@
 """The track: its statuses, the steps of its workflow and the record users see. Pure data.
 
-The workflow's shape lives in ``trackflow.tasks.workflow``; this module knows only which steps
-exist, which worker group runs each and how much of the work each represents.
+This module knows which steps exist, which worker group runs each, how much of the work each
+represents, and how they are laid out in stages (which the API draws). What the layout means,
+the joins, gates and allowed status transitions, is ``trackflow.pipeline.flow``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ __all__ = [
     "Status",
     "StepSpec",
     "StepStatus",
-    "first_unfinished_stage",
     "progress",
     "public_record",
     "queued_s",
@@ -110,18 +110,6 @@ STAGES: tuple[Stage, ...] = (
     Stage("publication", tuple((step,) for step in PUBLISH_STEPS)),
 )
 STAGE_BY_NAME: Mapping[str, Stage] = {stage.name: stage for stage in STAGES}
-
-
-def first_unfinished_stage(steps: Mapping[str, Mapping[str, Any]]) -> Stage | None:
-    """The earliest stage with a step that has not ended (None once all have)."""
-    return next(
-        (
-            stage
-            for stage in STAGES
-            if any(steps.get(name, {}).get("status") not in STEP_DONE for name in stage.steps)
-        ),
-        None,
-    )
 
 
 def queued_s(track: Mapping[str, Any], step: str) -> float | None:

@@ -22,6 +22,7 @@ from trackflow.adapters.state.dynamo import (
     update_if,
 )
 from trackflow.domain.track import ACTIVE, TERMINAL, Status, StepStatus
+from trackflow.pipeline.flow import TRANSITIONS, Move, allowed_from
 
 __all__ = ["BY_OWNER_INDEX", "BY_STATUS_INDEX", "StepStart", "TrackStore"]
 
@@ -138,6 +139,19 @@ class TrackStore:
             # A step left pending, or the track left ``allowed``: look again (each retry has one
             # pending step fewer, or returns None).
 
+    def apply(
+        self,
+        track_id: str,
+        move: Move,
+        *,
+        fields: Mapping[str | tuple[str, ...], Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """Make the named transition ``move`` of the workflow's table, if the track's status
+        allows it; None if it was elsewhere."""
+        return self.transition(
+            track_id, TRANSITIONS[move].target, allowed_from=allowed_from(move), fields=fields
+        )
+
     @staticmethod
     def _transition(
         to: Status, allowed: Iterable[str], fields: Mapping[str | tuple[str, ...], Any] | None
@@ -205,9 +219,7 @@ class TrackStore:
         track = self._update(track_id, u)
         if track is not None:
             if track["status"] == Status.QUEUED:
-                track = self.transition(
-                    track_id, Status.PROCESSING, allowed_from=[Status.QUEUED]
-                ) or self.get(track_id)
+                track = self.apply(track_id, Move.START) or self.get(track_id) or track
             return Begun(StepStart.RUN, track)
         track = self.get(track_id)
         if track is None:
@@ -223,7 +235,7 @@ class TrackStore:
         *,
         started_at: str,
         cpu_s: float | None = None,
-        fields: Mapping[str, Any] | None = None,
+        fields: Mapping[str | tuple[str, ...], Any] | None = None,
         outputs: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Record the step's success with its results (and the CPU seconds it took), in one
@@ -239,8 +251,8 @@ class TrackStore:
         u.remove(("steps", step, "error"))
         for name, uri in (outputs or {}).items():
             u.set(("outputs", name), uri)
-        for name, value in (fields or {}).items():
-            u.set(name, value)
+        for path, value in (fields or {}).items():
+            u.set(path, value)
         u.set("updated_at", now)
         track = self._update(track_id, u)
         assert track is not None  # unconditional
@@ -272,12 +284,7 @@ class TrackStore:
             fields[("steps", step, "status")] = str(StepStatus.FAILED)
             fields[("steps", step, "finished_at")] = now_iso()
             fields[("steps", step, "error")] = dict(error)
-        return self.transition(
-            track_id,
-            Status.FAILED,
-            allowed_from=[Status.AWAITING_UPLOAD, *ACTIVE, Status.HELD_FOR_REVIEW],
-            fields=fields,
-        )
+        return self.apply(track_id, Move.FAIL, fields=fields)
 
     # --- notifications: at most one email per outcome ---------------------------------------
     def claim_notification(

@@ -1,0 +1,1 @@
+"""The workflow engine: stages, gates, status transitions and decisions, as plain data."""
