@@ -7,7 +7,6 @@ the queues); the workflow's stages, gates and each step's inputs are in ``trackf
 from __future__ import annotations
 
 import functools
-import json
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from trackflow.domain.keys import PEAKS_ARTIFACT, rendition_artifact
 from trackflow.domain.track import Status
 from trackflow.errors import NotReady, WaitForSlot
 from trackflow.logs import get_logger
-from trackflow.media import artwork, fingerprint, loudness, probe, tags, transcode, waveform
+from trackflow.media import fingerprint, recipes, transcode
 from trackflow.media.ffmpeg import LoudnessStats
 from trackflow.pipeline.flow import Move
 from trackflow.settings import Lane
@@ -52,30 +51,15 @@ def _fallback_title(ctx: StepContext) -> str:
 @step("extract_metadata")
 def extract_metadata(ctx: StepContext) -> StepResult:
     """Tags and technical facts of the upload (after the input gate)."""
-    info = ctx.gate()
-    audio = probe.open_audio(ctx.original(), info)
-    cover = tags.front_cover(audio)
-    metadata = {
-        "tags": tags.read_tags(audio, fallback_title=_fallback_title(ctx)),
-        "audio": info.as_record(),
-        "picture": {"mime": cover.mime, "bytes": len(cover.data), "type": cover.picture_type}
-        if cover
-        else None,
-    }
+    metadata = recipes.extract_metadata(ctx.original(), ctx.gate(), _fallback_title(ctx))
     return StepResult(fields={"metadata": metadata})
 
 
 @step("resize_artwork")
 def resize_artwork(ctx: StepContext) -> StepResult:
     """Every artwork size at 1x and 2x, JPEG and WebP; a bad picture fails nothing."""
-    cover = tags.front_cover(probe.open_audio(ctx.original(), ctx.gate()))
-    s = ctx.settings
-    result = artwork.render_artwork(
-        cover.data if cover else None,
-        ctx.workdir / "artwork",
-        s.artwork_sizes,
-        max_pixels=s.artwork_max_pixels,
-        max_bytes=s.artwork_max_bytes,
+    result = recipes.resize_artwork(
+        ctx.original(), ctx.gate(), ctx.workdir / "artwork", ctx.settings
     )
     outputs = ctx.store(
         (f"artwork/{r.name}.{r.extension}", r.path, r.content_type) for r in result.renditions
@@ -87,35 +71,14 @@ def resize_artwork(ctx: StepContext) -> StepResult:
 @step("analyse_waveform")
 def analyse_waveform(ctx: StepContext) -> StepResult:
     """Peaks (audiowaveform JSON v2), a PNG graph, levels, cue points and input loudness."""
-    s = ctx.settings
-    analysis, mins, maxs = waveform.analyse_audio(
-        ctx.original(),
-        ctx.gate(),
-        samples_per_pixel=s.waveform_samples_per_pixel,
-        sample_rate=s.rendition_sample_rate,
-        silence_dbfs=s.silence_threshold_dbfs,
-        timeout=s.cpu_task_time_limit_s,
-    )
-    peaks = waveform.peaks_document(
-        mins,
-        maxs,
-        sample_rate=s.rendition_sample_rate,
-        samples_per_pixel=s.waveform_samples_per_pixel,
-        bits=s.waveform_bits,
-    )
-    peaks_path = ctx.workdir / "waveform.json"
-    peaks_path.write_text(json.dumps(peaks, separators=(",", ":")))
-    png_path = ctx.workdir / "waveform.png"
-    waveform.render_png(
-        mins, maxs, png_path, width=s.waveform_png_width, height=s.waveform_png_height
-    )
+    files = recipes.analyse_waveform(ctx.original(), ctx.gate(), ctx.workdir, ctx.settings)
     outputs = ctx.store(
         [
-            (PEAKS_ARTIFACT, peaks_path, "application/json"),
-            ("waveform/waveform.png", png_path, "image/png"),
+            (PEAKS_ARTIFACT, files.peaks, "application/json"),
+            ("waveform/waveform.png", files.png, "image/png"),
         ]
     )
-    record = analysis.as_record()
+    record = files.analysis.as_record()
     measured = record.pop("loudness")
     return StepResult(fields={"waveform": record, "loudness": {"input": measured}}, outputs=outputs)
 
@@ -123,19 +86,13 @@ def analyse_waveform(ctx: StepContext) -> StepResult:
 @step("normalise_audio")
 def normalise_audio(ctx: StepContext) -> StepResult:
     """Bring the track to the target loudness under the true-peak ceiling (lossless master)."""
-    s = ctx.settings
     out = ctx.workdir / "normalised.flac"
-    result = loudness.normalise(
+    result = recipes.normalise_audio(
         ctx.original(),
         ctx.gate(),
         LoudnessStats.from_record(ctx.track["loudness"]["input"]),
         out,
-        target_lufs=s.loudness_target_lufs,
-        ceiling_dbtp=s.true_peak_ceiling_dbtp,
-        lossy_headroom_db=s.lossy_headroom_db,
-        lossy_loudness_bias_lu=s.lossy_loudness_bias_lu,
-        sample_rate=s.rendition_sample_rate,
-        timeout=s.cpu_task_time_limit_s,
+        ctx.settings,
     )
     outputs = ctx.store([(NORMALISED_ARTIFACT, out, "audio/flac")])
     return StepResult(fields={"loudness": result.as_record()}, outputs=outputs)
@@ -145,9 +102,7 @@ def normalise_audio(ctx: StepContext) -> StepResult:
 def check_copyright(ctx: StepContext) -> StepResult:
     """Match the upload's fingerprint against the catalogue: pass, hold for review or reject."""
     s = ctx.settings
-    hashes, times = fingerprint.fingerprint_file(
-        ctx.original(), ctx.gate().demuxer, timeout=s.cpu_task_time_limit_s
-    )
+    hashes, times = recipes.fingerprint_upload(ctx.original(), ctx.gate(), s)
     landmarks_path = ctx.workdir / "landmarks.npz"
     landmarks_path.write_bytes(pack_landmarks(hashes, times))
     outputs = ctx.store([(FINGERPRINT_ARTIFACT, landmarks_path, "application/octet-stream")])
@@ -189,16 +144,13 @@ def check_copyright(ctx: StepContext) -> StepResult:
 
 
 def _transcode(ctx: StepContext, bitrate: int) -> StepResult:
-    s = ctx.settings
     out = ctx.workdir / f"{bitrate}.mp3"
-    result = transcode.encode_mp3(
+    result = recipes.encode_rendition(
         ctx.artifact(NORMALISED_ARTIFACT),
         out,
-        bitrate_kbps=bitrate,
-        sample_rate=s.rendition_sample_rate,
-        source_peak_dbtp=ctx.track["loudness"]["output"]["true_peak_dbtp"],
-        max_peak_dbtp=s.true_peak_ceiling_dbtp + s.mp3_peak_allowance_db,
-        timeout=s.cpu_task_time_limit_s,
+        bitrate,
+        ctx.track["loudness"]["output"]["true_peak_dbtp"],
+        ctx.settings,
     )
     cover = COVER_ARTIFACT in ctx.track["outputs"]
     transcode.write_id3(
