@@ -44,12 +44,14 @@ def test_media_bench(tmp_path: Path):
 def test_copyright_bench(tmp_path: Path):
     table = run_bench(
         "bench.copyright",
-        *("--works", "6", "--negatives", "4", "--seconds", "20", "--scale-to", "12"),
+        *("--works", "6", "--negatives", "4", "--pairs", "2", "--evasion-works", "1"),
+        *("--seconds", "20", "--scale-to", "12"),
         "--no-dynamodb",
         cwd=tmp_path,
     )
     assert "excerpt_5s_noise" in table and "false" in table.lower()
     assert "as published tracks" in table
+    assert "pitch+1.5st mp3 10s" in table and "same tempo and key" in table
 
 
 def test_e2e_bench(tmp_path: Path):

@@ -1,0 +1,699 @@
+"""Fingerprints that survive tempo, pitch and speed changes: quads of spectral peaks.
+
+Today's landmarks (``media.fingerprint``) hash absolute frequencies and time steps, so a pitch
+shift of a semitone or a tempo change of a few per cent leaves no hash in common. Here four peaks
+A, B, C, D make a *quad* (Sonnleitner and Widmer, "Robust quad-based audio fingerprinting",
+IEEE/ACM TASLP 24(3), 2016, doi:10.1109/TASLP.2015.2509248): A and B span a box, C and D lie in
+it, and the hash is C and D in the box's own coordinates (A at (0, 0), B at (1, 1)). A tempo
+change scales every time step by one factor and a pitch shift every frequency by one factor (on
+a linear frequency axis, about 0 Hz), so the coordinates do not move; a speed change does both.
+One more coordinate is A's frequency over the box's height, which a pitch shift does not change
+either and which separates quads from different registers.
+
+The index holds few quads per second of a work (sparse peaks, two quads per root); an upload is
+hashed densely (more peaks, every box and several C, D choices), so the work's quads are among the
+upload's despite peaks that come and go. Hashes are real numbers: a key-value store holds each
+quad under its quantised cell, and a query asks for the cells within ``TOLERANCE`` of its own
+(``query_cells``), then keeps postings within the tolerance of the exact hash.
+
+A hit carries the two boxes' widths and heights, hence a time factor and a frequency factor; a
+work is a candidate only when many hits agree on both factors and on one line from work time to
+upload time (RANSAC over the hits), and a candidate is accepted only when the work's peaks, mapped
+into the upload with those factors, are found there (the verification the paper calls essential
+for precision; it also needs the peaks, which a store keeps apart from the postings).
+
+Pure numpy over mono PCM at ``SAMPLE_RATE``; where postings come from is a function passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from scipy.ndimage import maximum_filter
+
+from trackflow.media import fingerprint as fp
+
+__all__ = [
+    "FRAME_SECONDS",
+    "QUERY",
+    "REFERENCE",
+    "InvariantMatch",
+    "InvariantPolicy",
+    "PeakParams",
+    "Peaks",
+    "QuadIndex",
+    "Quads",
+    "Upload",
+    "analyse_upload",
+    "find_peaks",
+    "match_quads",
+    "quad_keys",
+    "quads",
+    "query_cells",
+    "reference_quads",
+    "verify",
+]
+
+SAMPLE_RATE = fp.SAMPLE_RATE  # 11,025 Hz, the rate uploads are already decoded at
+N_FFT = fp.N_FFT
+HOP = 128  # half of the landmarks' hop: hash coordinates are ratios of time steps
+FRAME_SECONDS = HOP / SAMPLE_RATE
+MIN_BIN, MAX_BIN = fp.MIN_BIN, fp.MAX_BIN
+CHUNK_FRAMES = 4096  # spectrogram frames held at a time
+
+# Boxes: B is 0.25 to 1.5 s after A in a work (the upload's window widens by the largest time
+# factor allowed), and at least MIN_HEIGHT bins above or below it, so that a coordinate's error
+# (a fraction of a bin or a frame) stays small against the box.
+MIN_WIDTH = round(0.25 / FRAME_SECONDS)
+MAX_WIDTH = round(1.5 / FRAME_SECONDS)
+MIN_HEIGHT = 24
+MAX_FACTOR = 1.25  # time and frequency factors searched: 0.8 to 1.25
+MAX_STEP = 48  # later peaks considered as B for one A
+QUADS_PER_ROOT = 1  # quads a work keeps for each A (nearest boxes first)
+QUERY_BOXES = 8  # boxes an upload keeps for each A (nearest first): peaks the work lacks add some
+QUERY_INNER = 3  # an upload's C, D are any two of the first QUERY_INNER peaks in a box
+# How far an upload's hash may be from the work's, per coordinate. Frequencies are sharper than
+# times (interpolated bins against 11.6 ms frames, and a tempo change moves onsets a little), so
+# the time coordinates get the wider tolerance.
+TOLERANCE = np.array([0.025, 0.008, 0.025, 0.008, 0.02], np.float32)
+CELLS = np.array([10, 25, 10, 25], np.int64)  # quantisation of the four box coordinates
+LOG_RATIO_CELL = 0.25  # octaves: quantisation of log2(A's frequency / box height)
+LOG_RATIO_RANGE = (-3.0, 5.0)
+ASK_BATCH = 1 << 17  # cells asked of the index at a time (memory stays bounded)
+
+
+@dataclass(frozen=True)
+class PeakParams:
+    time_radius: int  # frames each side a peak must dominate
+    freq_radius: int  # bins each side
+    per_second: int  # strongest peaks kept in each second
+
+
+# A work keeps few strong peaks (its quads are index entries); an upload keeps more, so that the
+# work's peaks are among them after re-encoding, noise or a change of the strongest partials.
+REFERENCE = PeakParams(time_radius=10, freq_radius=10, per_second=6)
+QUERY = PeakParams(time_radius=6, freq_radius=6, per_second=14)
+# Verification looks for the work's peaks among all of the upload's local maxima.
+VERIFY = PeakParams(time_radius=3, freq_radius=3, per_second=80)
+
+
+class Peaks(NamedTuple):
+    times: np.ndarray  # float64 frames, sorted
+    bins: np.ndarray  # float64 FFT bins, interpolated between bins
+
+
+_WINDOW = np.hanning(N_FFT).astype(np.float32)
+
+
+def _spectrogram(pcm: np.ndarray, first: int, count: int) -> np.ndarray:
+    """Log-magnitude frames ``first`` .. ``first + count`` (those that exist), MIN_BIN-1 to
+    MAX_BIN inclusive (one bin of margin each side for interpolation)."""
+    first = max(first, 0)
+    start, stop = first * HOP, (first + count - 1) * HOP + N_FFT
+    samples = pcm[start:stop]
+    if len(samples) < N_FFT:
+        return np.empty((0, MAX_BIN - MIN_BIN + 2), np.float32)
+    view = np.lib.stride_tricks.sliding_window_view(samples, N_FFT)[::HOP]
+    spectrum = np.abs(np.fft.rfft(view * _WINDOW, axis=1))[:, MIN_BIN - 1 : MAX_BIN + 1]
+    return (20 * np.log10(spectrum + 1e-6)).astype(np.float32)
+
+
+def find_peaks(pcm: np.ndarray, params: PeakParams) -> Peaks:
+    """Spectral peaks of mono PCM at SAMPLE_RATE, with time and frequency refined by a parabola
+    through the log magnitudes either side (a fraction of a bin matters: hash coordinates are
+    ratios of differences of a few tens of bins)."""
+    return find_peak_sets(pcm, (params,))[0]
+
+
+def find_peak_sets(pcm: np.ndarray, sets: tuple[PeakParams, ...]) -> list[Peaks]:
+    """``find_peaks`` for several settings over one spectrogram."""
+    pcm = np.asarray(pcm, np.float32).reshape(-1)
+    frames = (len(pcm) - N_FFT) // HOP + 1 if len(pcm) >= N_FFT else 0
+    margin = max(p.time_radius for p in sets) + 1
+    per_second = round(1 / FRAME_SECONDS)
+    found: list[tuple[list[np.ndarray], list[np.ndarray]]] = [([], []) for _ in sets]
+    # Chunks are whole seconds long, so each second's strongest peaks are chosen in one chunk.
+    chunk = CHUNK_FRAMES // per_second * per_second
+    for begin in range(0, frames, chunk):
+        end = min(begin + chunk, frames)
+        spec = _spectrogram(pcm, begin - margin, end - begin + 2 * margin)
+        offset = max(begin - margin, 0)  # global frame of spec[0]
+        for params, (times_out, bins_out) in zip(sets, found, strict=True):
+            t, b = _local_maxima(spec, params, begin - offset, end - offset)
+            if not len(t):
+                continue
+            dt, df = _refine(spec, t, b)
+            times_out.append(t + offset + dt)
+            bins_out.append(b + MIN_BIN - 1 + df)
+    result = []
+    for times_out, bins_out in found:
+        if not times_out:
+            result.append(Peaks(np.empty(0), np.empty(0)))
+            continue
+        times, bins = np.concatenate(times_out), np.concatenate(bins_out)
+        order = np.lexsort((bins, times))
+        result.append(Peaks(times[order].astype(np.float64), bins[order].astype(np.float64)))
+    return result
+
+
+def _refine(spec: np.ndarray, t: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (frames, bins) of the vertex of the parabola through each peak's neighbours."""
+    centre = spec[t, b]
+    left, right = spec[t, b - 1], spec[t, b + 1]
+    bend = left - 2 * centre + right
+    df = np.where(bend < 0, 0.5 * (left - right) / np.where(bend < 0, bend, -1), 0.0)
+    before = spec[np.maximum(t - 1, 0), b]
+    after = spec[np.minimum(t + 1, len(spec) - 1), b]
+    bend = before - 2 * centre + after
+    dt = np.where(bend < 0, 0.5 * (before - after) / np.where(bend < 0, bend, -1), 0.0)
+    return np.clip(dt, -0.5, 0.5), np.clip(df, -0.5, 0.5)
+
+
+def _local_maxima(
+    spec: np.ndarray, params: PeakParams, start: int, stop: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames and bins (in ``spec``) of local maxima between frames ``start`` and ``stop``, the
+    strongest ``per_second`` of each second (seconds counted from ``start``)."""
+    if not len(spec):
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    size = (2 * params.time_radius + 1, 2 * params.freq_radius + 1)
+    local_max = maximum_filter(spec, size=size, mode="nearest")
+    # A peak stands out from its frame's typical level, so silence and flat noise give none.
+    floor = np.median(spec, axis=1, keepdims=True) + 10.0
+    is_peak = (spec == local_max) & (spec > floor)
+    is_peak[:start] = False
+    is_peak[stop:] = False
+    is_peak[:, 0] = is_peak[:, -1] = False  # the margin bins
+    times, bins = np.nonzero(is_peak)
+    if not len(times):
+        return times, bins
+    strength = spec[times, bins]
+    second = (times - start) // round(1 / FRAME_SECONDS)
+    order = np.lexsort((-strength, second))
+    times, bins, second = times[order], bins[order], second[order]
+    rank = np.arange(len(times)) - np.searchsorted(second, second, side="left")
+    keep = rank < params.per_second
+    return times[keep], bins[keep]
+
+
+# --- quads ------------------------------------------------------------------------------------
+class Quads(NamedTuple):
+    hashes: np.ndarray  # (n, 5) float32: C'x, C'y, D'x, D'y in the box, log2(A freq / height)
+    rising: np.ndarray  # bool: B above A (the box's orientation, kept by any positive scaling)
+    a_times: np.ndarray  # float64 frames
+    a_bins: np.ndarray  # float64 bins
+    widths: np.ndarray  # float64 frames, B - A
+    heights: np.ndarray  # float64 bins, |B - A|
+
+
+def _empty_quads() -> Quads:
+    return Quads(
+        np.empty((0, 5), np.float32),
+        np.empty(0, bool),
+        *(np.empty(0) for _ in range(4)),
+    )
+
+
+def quads(peaks: Peaks, *, reference: bool) -> Quads:
+    """Quads of a peak list: for a work, the first ``QUADS_PER_ROOT`` boxes of each A with two
+    peaks inside, C and D the first two inside; for an upload, every box in the widened window,
+    C and D any two of the first ``QUERY_INNER`` inside."""
+    t, f = peaks.times, peaks.bins
+    n = len(t)
+    if n < 4:
+        return _empty_quads()
+    low, high = (
+        (MIN_WIDTH, MAX_WIDTH) if reference else (MIN_WIDTH / MAX_FACTOR, MAX_WIDTH * MAX_FACTOR)
+    )
+    # every (A, B) pair in the window, as index arrays
+    a_parts, b_parts = [], []
+    for step in range(1, min(MAX_STEP, n - 1) + 1):
+        a = np.arange(n - step)
+        dt = t[step:] - t[:-step]
+        ok = (dt >= low) & (dt <= high) & (np.abs(f[step:] - f[:-step]) >= MIN_HEIGHT)
+        a_parts.append(a[ok])
+        b_parts.append(a[ok] + step)
+    a_idx, b_idx = np.concatenate(a_parts), np.concatenate(b_parts)
+    if not len(a_idx):
+        return _empty_quads()
+    # peaks strictly inside each box, in time order (offsets from A)
+    offsets = np.arange(1, MAX_STEP)
+    k = a_idx[:, None] + offsets[None, :]
+    inside = k < b_idx[:, None]
+    k = np.minimum(k, n - 1)
+    f_lo = np.minimum(f[a_idx], f[b_idx])[:, None]
+    f_hi = np.maximum(f[a_idx], f[b_idx])[:, None]
+    inside &= (
+        (f[k] > f_lo) & (f[k] < f_hi) & (t[k] > t[a_idx][:, None]) & (t[k] < t[b_idx][:, None])
+    )
+    count = inside.sum(axis=1)
+    has = count >= 2
+    a_idx, b_idx, inside, k = a_idx[has], b_idx[has], inside[has], k[has]
+    if not len(a_idx):
+        return _empty_quads()
+    # the column of each box's first QUERY_INNER inner peaks
+    rank = np.cumsum(inside, axis=1) - 1
+    first = np.full((len(a_idx), QUERY_INNER), -1, np.int64)
+    rows, cols = np.nonzero(inside & (rank < QUERY_INNER))
+    first[rows, rank[rows, cols]] = k[rows, cols]
+    # nearest boxes first: keep QUADS_PER_ROOT (a work) or QUERY_BOXES (an upload) per A
+    order = np.lexsort((b_idx, a_idx))
+    a_idx, b_idx, first = a_idx[order], b_idx[order], first[order]
+    per_root = np.arange(len(a_idx)) - np.searchsorted(a_idx, a_idx, side="left")
+    keep = per_root < (QUADS_PER_ROOT if reference else QUERY_BOXES)
+    a_idx, b_idx, first = a_idx[keep], b_idx[keep], first[keep]
+    if reference:
+        c_idx, d_idx = first[:, 0], first[:, 1]
+    else:
+        combos = [(i, j) for i in range(QUERY_INNER) for j in range(i + 1, QUERY_INNER)]
+        parts = [(first[:, i], first[:, j]) for i, j in combos]
+        c_idx = np.concatenate([c for c, _ in parts])
+        d_idx = np.concatenate([d for _, d in parts])
+        a_idx = np.tile(a_idx, len(combos))
+        b_idx = np.tile(b_idx, len(combos))
+        valid = (c_idx >= 0) & (d_idx >= 0)
+        a_idx, b_idx, c_idx, d_idx = a_idx[valid], b_idx[valid], c_idx[valid], d_idx[valid]
+    return _quads_of(t, f, a_idx, b_idx, c_idx, d_idx)
+
+
+def _quads_of(
+    t: np.ndarray, f: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray
+) -> Quads:
+    width = t[b] - t[a]
+    signed = f[b] - f[a]
+    hashes = np.stack(
+        [
+            (t[c] - t[a]) / width,
+            (f[c] - f[a]) / signed,
+            (t[d] - t[a]) / width,
+            (f[d] - f[a]) / signed,
+            np.log2(f[a] / np.abs(signed)),
+        ],
+        axis=1,
+    ).astype(np.float32)
+    return Quads(hashes, signed > 0, t[a], f[a], width, np.abs(signed))
+
+
+def reference_quads(pcm: np.ndarray) -> tuple[Quads, Peaks]:
+    """A work's index entries and the peaks its matches are verified against."""
+    peaks = find_peaks(pcm, REFERENCE)
+    return quads(peaks, reference=True), peaks
+
+
+# --- keys -------------------------------------------------------------------------------------
+def _cell_coords(hashes: np.ndarray) -> np.ndarray:
+    """Float cell coordinates of each hash: four box coordinates and the log ratio."""
+    box = np.clip(hashes[:, :4], 0.0, 0.999999) * CELLS
+    ratio = (np.clip(hashes[:, 4], *LOG_RATIO_RANGE) - LOG_RATIO_RANGE[0]) / LOG_RATIO_CELL
+    return np.column_stack([box, ratio])
+
+
+_RATIO_CELLS = int(np.ceil((LOG_RATIO_RANGE[1] - LOG_RATIO_RANGE[0]) / LOG_RATIO_CELL)) + 1
+
+
+def _encode(cells: np.ndarray, rising: np.ndarray) -> np.ndarray:
+    key = rising.astype(np.int64)
+    for dim, size in enumerate([*CELLS.tolist(), _RATIO_CELLS]):
+        key = key * size + cells[:, dim]
+    return key
+
+
+def quad_keys(q: Quads) -> np.ndarray:
+    """The one key (an integer under 2**18) a work's quad is stored under."""
+    return _encode(np.floor(_cell_coords(q.hashes)).astype(np.int64), q.rising)
+
+
+def query_cells(q: Quads) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, quad index) of every cell within TOLERANCE of each upload quad: the quad's own
+    cell and, in each coordinate it is near a border in, the neighbouring one."""
+    coords = _cell_coords(q.hashes)
+    scale = np.concatenate([CELLS.astype(np.float32), [1 / LOG_RATIO_CELL]])
+    reach = TOLERANCE * scale
+    cells = np.floor(coords).astype(np.int64)
+    frac = coords - cells
+    step = np.where(frac < reach, -1, np.where(frac > 1 - reach, 1, 0))
+    limits = np.array([*CELLS.tolist(), _RATIO_CELLS])
+    keys, owners = [], []
+    quad_index = np.arange(len(cells))
+    for pattern in range(32):
+        use = np.array([(pattern >> dim) & 1 for dim in range(5)], bool)
+        moved = cells + step * use
+        ok = np.all((step != 0) | ~use, axis=1) & np.all((moved >= 0) & (moved < limits), axis=1)
+        keys.append(_encode(moved[ok], q.rising[ok]))
+        owners.append(quad_index[ok])
+    return np.concatenate(keys), np.concatenate(owners)
+
+
+# --- index ------------------------------------------------------------------------------------
+class Postings(NamedTuple):
+    """What a hit needs, per posting: the work, its quad's exact hash and box."""
+
+    works: np.ndarray  # int64
+    hashes: np.ndarray  # (n, 5) float32
+    a_times: np.ndarray
+    a_bins: np.ndarray
+    widths: np.ndarray
+    heights: np.ndarray
+
+
+# Given (keys, owners) of the cells asked for, the postings found and which ask each answers.
+QuadLookup = Callable[[np.ndarray], tuple[np.ndarray, Postings]]
+
+
+class QuadIndex:
+    """Postings of works held in memory, sorted by key: the lookup a key-value store answers."""
+
+    def __init__(self, works: Iterable[tuple[int, Quads]]) -> None:
+        parts = list(works)
+        keys = np.concatenate([quad_keys(q) for _, q in parts] or [np.empty(0, np.int64)])
+        order = np.argsort(keys, kind="stable")
+        self.keys = keys[order]
+
+        def column(values: Callable[[Quads], np.ndarray], dtype: type) -> np.ndarray:
+            joined: list[np.ndarray] = [values(q).astype(dtype) for _, q in parts]
+            return np.concatenate(joined)[order] if joined else np.empty(0, dtype)
+
+        self.postings = Postings(
+            np.concatenate([np.full(len(q.a_times), w, np.int64) for w, q in parts])[order]
+            if parts
+            else np.empty(0, np.int64),
+            np.concatenate([q.hashes for _, q in parts])[order]
+            if parts
+            else np.empty((0, 5), np.float32),
+            column(lambda q: q.a_times, np.float64),
+            column(lambda q: q.a_bins, np.float64),
+            column(lambda q: q.widths, np.float64),
+            column(lambda q: q.heights, np.float64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, Postings]:
+        """For asked keys (repeats allowed), which ask each posting answers, and the postings."""
+        left = np.searchsorted(self.keys, keys, "left")
+        right = np.searchsorted(self.keys, keys, "right")
+        counts = right - left
+        asks = np.repeat(np.arange(len(keys)), counts)
+        starts = np.repeat(left - np.cumsum(counts) + counts, counts)
+        rows = starts + np.arange(counts.sum())
+        p = self.postings
+        return asks, Postings(*(column[rows] for column in p))
+
+
+# --- matching ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InvariantPolicy:
+    min_hits: int = 3  # hits agreeing on both factors and one line, to be worth verifying
+    line_frames: float = 5.0  # a hit is on the line if this close in upload time
+    factor_band: float = 0.02  # log band of factors around the candidate's (2 %)
+    time_slack: int = 4  # verification: frames either side a work's peak may land
+    bin_slack: float = 2.0  # ... and bins either side
+    confident_share: float = 0.5  # share of the work's peaks found in the upload
+    confident_found: int = 40  # ... and how many at least
+    weak_share: float = 0.4
+    weak_found: int = 25
+    candidates: int = 10  # works verified per upload, most hits first
+
+
+@dataclass(frozen=True)
+class InvariantMatch:
+    work: int
+    score: int  # the work's peaks found in the upload where the factors put them
+    share: float  # score over the work's peaks that fall in the matched part of the upload
+    hits: int  # quads agreeing on the factors and the line
+    tempo_factor: float  # > 1: the upload plays the work faster
+    pitch_factor: float  # > 1: the upload sounds higher
+    upload_offset_s: float
+    work_offset_s: float
+    matched_s: float
+    confidence: float
+
+    def is_confident(self, policy: InvariantPolicy) -> bool:
+        return self.score >= policy.confident_found and self.share >= policy.confident_share
+
+    def is_weak(self, policy: InvariantPolicy) -> bool:
+        return self.score >= policy.weak_found and self.share >= policy.weak_share
+
+
+class Hits(NamedTuple):
+    works: np.ndarray
+    upload_times: np.ndarray  # A in the upload, frames
+    work_times: np.ndarray  # A in the work, frames
+    upload_bins: np.ndarray
+    work_bins: np.ndarray
+    log_time: np.ndarray  # ln(upload width / work width)
+    log_freq: np.ndarray  # ln(upload height / work height)
+
+
+def find_hits(q: Quads, lookup: QuadLookup) -> tuple[Hits, int]:
+    """Upload quads and work quads within TOLERANCE of each other whose boxes differ by factors
+    in range; and the number of distinct keys asked (a key-value store's reads)."""
+    keys, owners = query_cells(q)
+    parts: list[Hits] = []
+    limit = np.log(MAX_FACTOR)
+    for begin in range(0, len(keys), ASK_BATCH):
+        asks, found = lookup(keys[begin : begin + ASK_BATCH])
+        quad = owners[begin : begin + ASK_BATCH][asks]
+        close = np.all(np.abs(q.hashes[quad] - found.hashes) <= TOLERANCE, axis=1)
+        quad, rows = quad[close], np.flatnonzero(close)
+        log_time = np.log(q.widths[quad] / found.widths[rows])
+        log_freq = np.log(q.heights[quad] / found.heights[rows])
+        ok = (np.abs(log_time) <= limit) & (np.abs(log_freq) <= limit)
+        quad, rows = quad[ok], rows[ok]
+        parts.append(
+            Hits(
+                found.works[rows],
+                q.a_times[quad],
+                found.a_times[rows],
+                q.a_bins[quad],
+                found.a_bins[rows],
+                log_time[ok],
+                log_freq[ok],
+            )
+        )
+    if not parts:
+        empty = np.empty(0)
+        return Hits(np.empty(0, np.int64), *(empty for _ in range(6))), 0
+    hits = Hits(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+    return hits, len(np.unique(keys))
+
+
+class Candidate(NamedTuple):
+    work: int
+    hits: int
+    time_factor: float  # upload time per work time
+    freq_factor: float  # upload frequency per work frequency
+    offset: float  # upload frame of work frame 0
+    upload_span: tuple[float, float]  # frames of the upload the agreeing hits cover
+
+
+def candidates(hits: Hits, policy: InvariantPolicy) -> list[Candidate]:
+    """Works whose hits agree on a time factor, a frequency factor and one line from work time
+    to upload time, most agreeing hits first."""
+    if not len(hits.works):
+        return []
+    # Votes in a grid of 1 % factor cells, each hit voting for its cell and the eight around it,
+    # so a cluster split by a cell border still counts whole.
+    cell = np.round(np.column_stack([hits.log_time, hits.log_freq]) / 0.01).astype(np.int64)
+    votes: list[np.ndarray] = []
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            votes.append(
+                hits.works * (1 << 20) + (cell[:, 0] + dx + 512) * 1024 + cell[:, 1] + dy + 512
+            )
+    keys, counts = np.unique(np.concatenate(votes), return_counts=True)
+    work_of = keys >> 20
+    order = np.lexsort((-counts, work_of))
+    best_first = order[np.r_[True, work_of[order][1:] != work_of[order][:-1]]]
+    best_first = best_first[counts[best_first] >= policy.min_hits]
+    best_first = best_first[np.argsort(-counts[best_first], kind="stable")][: 3 * policy.candidates]
+    found: list[Candidate] = []
+    for key in keys[best_first].tolist():
+        work = key >> 20
+        lt = ((key >> 10) & 1023) - 512
+        lf = (key & 1023) - 512
+        near = (
+            (hits.works == work)
+            & (np.abs(hits.log_time - lt * 0.01) <= 0.015 + policy.factor_band)
+            & (np.abs(hits.log_freq - lf * 0.01) <= 0.015 + policy.factor_band)
+        )
+        fitted = _fit_line(hits, np.flatnonzero(near), policy)
+        if fitted is not None:
+            found.append(Candidate(work, *fitted))
+    found.sort(key=lambda c: -c.hits)
+    best: dict[int, Candidate] = {}
+    for c in found:
+        best.setdefault(c.work, c)
+    return list(best.values())[: policy.candidates]
+
+
+def _fit_line(
+    hits: Hits, near: np.ndarray, policy: InvariantPolicy
+) -> tuple[int, float, float, float, tuple[float, float]] | None:
+    """RANSAC: the line upload_time = factor * work_time + offset that most hits lie on, refit
+    on its inliers; None when too few agree."""
+    if len(near) < policy.min_hits:
+        return None
+    u, w = hits.upload_times[near], hits.work_times[near]
+    rng = np.random.default_rng(len(near))  # deterministic: the same upload, the same answer
+    tries = min(64, len(near) * (len(near) - 1) // 2)
+    i = rng.integers(0, len(near), tries)
+    j = rng.integers(0, len(near), tries)
+    span = w[j] - w[i]
+    # a pair close in work time says little about the slope: fall back on the boxes' factor
+    box_factor = float(np.exp(np.median(hits.log_time[near])))
+    slope = np.where(np.abs(span) > 20, (u[j] - u[i]) / np.where(span == 0, 1, span), box_factor)
+    slope = np.where(
+        np.abs(np.log(np.abs(slope) + 1e-9) - np.log(box_factor)) < 0.03, slope, box_factor
+    )
+    offset = u[i] - slope * w[i]
+    residual = np.abs(u[None, :] - (slope[:, None] * w[None, :] + offset[:, None]))
+    inliers = residual <= policy.line_frames
+    # distinct upload times: one onset repeated through many quads is one piece of evidence
+    best = int(np.argmax(inliers.sum(axis=1)))
+    chosen = near[inliers[best]]
+    if len(np.unique(np.round(hits.upload_times[chosen]))) < policy.min_hits:
+        return None
+    u, w = hits.upload_times[chosen], hits.work_times[chosen]
+    if np.ptp(w) > 40:
+        slope_fit, offset_fit = np.polyfit(w, u, 1)
+        if abs(np.log(slope_fit / slope[best])) > 0.05:
+            slope_fit, offset_fit = float(slope[best]), float(offset[best])
+    else:
+        slope_fit = float(np.exp(np.median(hits.log_time[chosen])))
+        offset_fit = float(np.median(u - slope_fit * w))
+    freq_factor = float(
+        np.exp(np.median(np.log(hits.upload_bins[chosen] / hits.work_bins[chosen])))
+    )
+    return (
+        len(chosen),
+        float(slope_fit),
+        freq_factor,
+        float(offset_fit),
+        (float(u.min()), float(u.max())),
+    )
+
+
+def verify(
+    candidate: Candidate,
+    work_peaks: Peaks,
+    upload_map: np.ndarray,
+    policy: InvariantPolicy,
+) -> tuple[int, int, tuple[float, float]]:
+    """Map the work's peaks into the upload with the candidate's factors and count how many land
+    on an upload peak (``upload_map``: a grid of frames x bins, true near any upload peak).
+    Returns (found, expected, upload span in frames of the found ones): only the work's peaks
+    that land inside the upload and its band are expected."""
+    t = work_peaks.times * candidate.time_factor + candidate.offset
+    f = work_peaks.bins * candidate.freq_factor
+    frames, bins = upload_map.shape
+    ti, fi = np.round(t).astype(np.int64), np.round(f).astype(np.int64) - MIN_BIN
+    inside = (ti >= 0) & (ti < frames) & (fi >= 0) & (fi < bins)
+    if not inside.any():
+        return 0, 0, (0.0, 0.0)
+    hit = upload_map[ti[inside], fi[inside]]
+    times = t[inside]
+    # Judge the stretch of the upload where the work was found (an upload may hold only part of
+    # it): from the first found peak to the last, widened by the hits' span.
+    if not hit.any():
+        return 0, int(inside.sum()), (0.0, 0.0)
+    lo = min(float(times[hit].min()), candidate.upload_span[0])
+    hi = max(float(times[hit].max()), candidate.upload_span[1])
+    region = (times >= lo) & (times <= hi)
+    return int((hit & region).sum()), int(region.sum()), (lo, hi)
+
+
+def refine(
+    candidate: Candidate, work_peaks: Peaks, upload_grid: np.ndarray, policy: InvariantPolicy
+) -> Candidate:
+    """A time factor from a few hits over a short stretch is rough: try factors around it (the
+    line pivoting on the hits' middle) in 0.25 % steps over +-3 %, and keep those under which
+    most of the work's peaks are found. (The frequency factor needs no help: every hit measures
+    it directly, as the ratio of A's frequencies.)"""
+    pivot_upload = 0.5 * (candidate.upload_span[0] + candidate.upload_span[1])
+    pivot_work = (pivot_upload - candidate.offset) / candidate.time_factor
+
+    def trial(dt: float) -> Candidate:
+        time_factor = candidate.time_factor * float(np.exp(dt))
+        return candidate._replace(
+            time_factor=time_factor, offset=pivot_upload - time_factor * pivot_work
+        )
+
+    grid = np.arange(-0.03, 0.0301, 0.0025)
+    found = np.array(
+        [verify(trial(dt), work_peaks, upload_grid, policy)[0] for dt in grid.tolist()]
+    )
+    # The slack of the verification makes a plateau of equally good factors: take its middle.
+    return trial(float(grid[found == found.max()].mean()))
+
+
+def peak_map(peaks: Peaks, frames: int, policy: InvariantPolicy) -> np.ndarray:
+    """A grid of the upload's frames x bins (from MIN_BIN), true within the verification slack
+    of one of its peaks."""
+    grid = np.zeros((max(frames, 1), MAX_BIN - MIN_BIN + 1), bool)
+    ti = np.round(peaks.times).astype(np.int64)
+    fi = np.round(peaks.bins).astype(np.int64) - MIN_BIN
+    ok = (ti >= 0) & (ti < grid.shape[0]) & (fi >= 0) & (fi < grid.shape[1])
+    grid[ti[ok], fi[ok]] = True
+    size = (2 * policy.time_slack + 1, 2 * int(policy.bin_slack) + 1)
+    return maximum_filter(grid, size=size, mode="constant")
+
+
+class Upload(NamedTuple):
+    """An upload's side of matching: its quads, and all its local maxima for verification."""
+
+    quads: Quads
+    peaks: Peaks
+    frames: int
+
+
+def analyse_upload(pcm: np.ndarray) -> Upload:
+    """The quads and peaks of an upload (mono PCM at SAMPLE_RATE)."""
+    pcm = np.asarray(pcm, np.float32).reshape(-1)
+    frames = (len(pcm) - N_FFT) // HOP + 1 if len(pcm) >= N_FFT else 0
+    return Upload(quads(find_peaks(pcm, QUERY), reference=False), find_peaks(pcm, VERIFY), frames)
+
+
+def match_quads(
+    upload: Upload,
+    lookup: QuadLookup,
+    work_peaks: Callable[[int], Peaks | None],
+    policy: InvariantPolicy = InvariantPolicy(),
+    limit: int = 5,
+) -> tuple[list[InvariantMatch], dict[str, int]]:
+    """The works the upload matches whatever its tempo, pitch or speed, best first, with the
+    factors found; and counts (keys asked, hits, candidates verified) for the record."""
+    hits, asked = find_hits(upload.quads, lookup)
+    found: list[InvariantMatch] = []
+    chosen = candidates(hits, policy)
+    grid = peak_map(upload.peaks, upload.frames, policy) if chosen else np.zeros((1, 1), bool)
+    for candidate in chosen:
+        peaks = work_peaks(candidate.work)
+        if peaks is None:
+            continue
+        candidate = refine(candidate, peaks, grid, policy)
+        score, expected, (lo, hi) = verify(candidate, peaks, grid, policy)
+        share = score / expected if expected else 0.0
+        match = InvariantMatch(
+            work=candidate.work,
+            score=score,
+            share=round(share, 3),
+            hits=candidate.hits,
+            tempo_factor=round(1 / candidate.time_factor, 4),
+            pitch_factor=round(candidate.freq_factor, 4),
+            upload_offset_s=round(lo * FRAME_SECONDS, 2),
+            work_offset_s=round((lo - candidate.offset) / candidate.time_factor * FRAME_SECONDS, 2),
+            matched_s=round((hi - lo) * FRAME_SECONDS, 1),
+            confidence=round(
+                min(1.0, score / policy.confident_found, share / policy.confident_share), 3
+            ),
+        )
+        if match.is_weak(policy) or match.is_confident(policy):
+            found.append(match)
+    found.sort(key=lambda m: (-m.is_confident(policy), -m.score))
+    counts = {"keys": asked, "hits": len(hits.works), "verified": len(chosen)}
+    return found[:limit], counts

@@ -1,0 +1,142 @@
+"""Quad fingerprints find a work whatever its tempo, pitch or speed, and say by how much it was
+changed; hashes that agree by chance, with no one pair of factors behind them, accuse nobody."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+from scipy.signal import resample_poly
+
+from trackflow.media import invariant as inv
+from trackflow.media.ffmpeg import ffmpeg_exe
+from trackflow.media.samples import synthesise
+
+RATE = inv.SAMPLE_RATE
+
+
+def _mono(stereo: np.ndarray) -> np.ndarray:
+    return resample_poly(stereo.mean(axis=1), 1, 4).astype(np.float32)
+
+
+def _filtered(pcm: np.ndarray, chain: str) -> np.ndarray:
+    """Mono 11,025 Hz PCM through an ffmpeg filter chain."""
+    done = subprocess.run(
+        [
+            *(ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "f32le", "-ac", "1"),
+            *("-ar", str(RATE), "-i", "pipe:0", "-af", chain, "-ar", str(RATE)),
+            *("-f", "f32le", "pipe:1"),
+        ],
+        input=pcm.astype("<f4").tobytes(),
+        capture_output=True,
+        check=True,
+    )
+    return np.frombuffer(done.stdout, "<f4")
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> tuple[inv.QuadIndex, dict[int, inv.Peaks], dict[int, np.ndarray]]:
+    works = {n: _mono(synthesise(30.0, seed=2000 + n)) for n in (1, 2, 3)}
+    made = {n: inv.reference_quads(pcm) for n, pcm in works.items()}
+    index = inv.QuadIndex((n, q) for n, (q, _) in made.items())
+    return index, {n: p for n, (_, p) in made.items()}, works
+
+
+def _random_peaks(seed: int, seconds: float = 20.0) -> inv.Peaks:
+    rng = np.random.default_rng(seed)
+    count = int(seconds * 6)
+    times = np.sort(rng.uniform(0, seconds / inv.FRAME_SECONDS, count))
+    return inv.Peaks(times, rng.uniform(60, 300, count))
+
+
+@pytest.mark.parametrize(("time_factor", "freq_factor"), [(1.08, 1.0), (1.0, 0.92), (0.93, 1.07)])
+def test_hashes_do_not_move_when_time_and_frequency_are_scaled(time_factor, freq_factor):
+    """A work's quads are among the quads of its scaled copy, with the same hash and boxes
+    scaled by the factors."""
+    peaks = _random_peaks(5)
+    work = inv.quads(peaks, reference=True)
+    scaled = inv.Peaks(peaks.times * time_factor + 37.0, peaks.bins * freq_factor)
+    upload = inv.quads(scaled, reference=False)
+    assert len(work.hashes) > 50
+    distance = np.abs(work.hashes[:, None, :] - upload.hashes[None, :, :]).max(axis=2)
+    nearest = distance.argmin(axis=1)
+    found = distance[np.arange(len(nearest)), nearest] < 1e-4
+    assert found.mean() > 0.95
+    widths = upload.widths[nearest[found]] / work.widths[found]
+    heights = upload.heights[nearest[found]] / work.heights[found]
+    assert np.allclose(widths, time_factor) and np.allclose(heights, freq_factor)
+
+
+def test_a_key_value_store_finds_a_quad_from_a_near_hash():
+    """The cells an upload asks for hold the work's quad even when the hash moved a little
+    across a cell border."""
+    work = inv.quads(_random_peaks(8), reference=True)
+    nudged = work._replace(hashes=work.hashes + inv.TOLERANCE * 0.9)
+    keys, owners = inv.query_cells(nudged)
+    stored = inv.quad_keys(work)
+    asked = {(int(k), int(o)) for k, o in zip(keys, owners, strict=True)}
+    assert all((int(k), i) in asked for i, k in enumerate(stored))
+
+
+SEMITONE = 2 ** (1 / 12)
+
+
+@pytest.mark.parametrize(
+    ("chain", "tempo", "pitch"),
+    [
+        ("atempo=1.06", 1.06, 1.0),
+        (f"rubberband=pitch={SEMITONE:.6f}", 1.0, SEMITONE),
+        (f"asetrate={RATE * 0.95:.0f},aresample={RATE}", 0.95, 0.95),
+    ],
+    ids=["tempo+6%", "pitch+1st", "speed-5%"],
+)
+def test_a_changed_excerpt_matches_with_its_factors(catalogue, chain, tempo, pitch):
+    index, peaks, works = catalogue
+    excerpt = _filtered(works[2][RATE * 8 : RATE * 24], chain)[: RATE * 12]
+    matches, _ = inv.match_quads(inv.analyse_upload(excerpt), index.lookup, peaks.get)
+    assert matches and matches[0].work == 2
+    best = matches[0]
+    assert best.is_confident(inv.InvariantPolicy())
+    assert best.tempo_factor == pytest.approx(tempo, rel=0.01)
+    assert best.pitch_factor == pytest.approx(pitch, rel=0.01)
+    assert best.work_offset_s == pytest.approx(8.0 + best.upload_offset_s * tempo, abs=0.3)
+
+
+def test_unrelated_music_is_not_accused(catalogue):
+    index, peaks, _ = catalogue
+    for seed in (6001, 6002):
+        query = _mono(synthesise(20.0, seed=seed))
+        matches, _ = inv.match_quads(inv.analyse_upload(query), index.lookup, peaks.get)
+        assert matches == []
+
+
+def test_hits_that_agree_on_no_factors_make_no_candidate():
+    """Many hits on one work, but each with factors of its own: chance, not a copy."""
+    rng = np.random.default_rng(3)
+    n = 60
+    hits = inv.Hits(
+        np.full(n, 1, np.int64),
+        rng.uniform(0, 2000, n),
+        rng.uniform(0, 2000, n),
+        rng.uniform(50, 400, n),
+        rng.uniform(50, 400, n),
+        rng.uniform(-0.2, 0.2, n),
+        rng.uniform(-0.2, 0.2, n),
+    )
+    assert inv.candidates(hits, inv.InvariantPolicy()) == []
+
+
+def test_verification_rejects_factors_the_peaks_do_not_bear_out(catalogue):
+    """A candidate on the right work with the wrong factors finds few of the work's peaks."""
+    _, peaks, works = catalogue
+    upload = inv.analyse_upload(works[1][RATE * 5 : RATE * 20])
+    policy = inv.InvariantPolicy()
+    grid = inv.peak_map(upload.peaks, upload.frames, policy)
+    frames_at_5s = 5 / inv.FRAME_SECONDS
+    right = inv.Candidate(1, 10, 1.0, 1.0, -frames_at_5s, (0.0, 1000.0))
+    wrong = right._replace(time_factor=1.06, freq_factor=0.95, offset=-frames_at_5s * 1.06)
+    found, expected, _ = inv.verify(right, peaks[1], grid, policy)
+    assert found / expected > 0.8
+    found, expected, _ = inv.verify(wrong, peaks[1], grid, policy)
+    assert found / max(expected, 1) < policy.weak_share
