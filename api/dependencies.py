@@ -9,6 +9,7 @@ settings, and with them everything built from them) through ``app.dependency_ove
 Building them per request is cheap: the AWS clients underneath are cached per process.
 """
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -17,13 +18,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from trackflow.adapters import aws
 from trackflow.adapters.search import SearchIndex, open_search
 from trackflow.adapters.state.catalogue import Catalogue
+from trackflow.adapters.state.ratelimit import FixedWindows, count_recent
 from trackflow.adapters.state.social import SocialStore
-from trackflow.adapters.state.tracks import TrackStore
-from trackflow.adapters.state.users import UserStore
+from trackflow.adapters.state.tracks import BY_OWNER_INDEX, TrackStore
+from trackflow.adapters.state.users import EmailVerifications, UserStore
 from trackflow.api.errors import ApiError
+from trackflow.api.limits import Limiter
 from trackflow.api.storage import Storage
+from trackflow.api.verification import ProfileChanges
 from trackflow.auth import AuthError, Claims, KeysUnavailable, Principal, standing, verify_token
 from trackflow.domain.keys import TRACK_ID
+from trackflow.domain.track import TERMINAL, Status
 from trackflow.settings import AwsTarget, Settings
 from trackflow.tasks.catalogue import catalogue_store
 
@@ -32,7 +37,9 @@ __all__ = [
     "Admin",
     "AppSettings",
     "Caller",
+    "Limits",
     "OwnTrack",
+    "Profiles",
     "Search",
     "Social",
     "Tracks",
@@ -41,8 +48,10 @@ __all__ = [
     "admin",
     "app_settings",
     "catalogue",
+    "limiter",
     "own_track",
     "principal",
+    "profile_changes",
     "search_index",
     "social_store",
     "storage",
@@ -86,12 +95,41 @@ def storage(settings: AppSettings) -> Storage:
     return Storage(aws.client("s3", settings), settings)
 
 
+def limiter(settings: AppSettings) -> Limiter:
+    dynamodb = aws.client("dynamodb", settings)
+    unfinished = [str(s) for s in Status if s not in TERMINAL]
+
+    def in_flight(owner: str, since: float) -> int:
+        start = datetime.fromtimestamp(since, UTC).isoformat(timespec="milliseconds")
+        return count_recent(
+            dynamodb,
+            settings.table("tracks"),
+            BY_OWNER_INDEX,
+            owner,
+            start.replace("+00:00", "Z"),  # as the records' created_at (now_iso) spell it
+            unfinished,
+        )
+
+    return Limiter(FixedWindows(dynamodb, settings.table("idempotency")), in_flight)
+
+
 Tracks = Annotated[TrackStore, Depends(track_store)]
 Users = Annotated[UserStore, Depends(user_store)]
 Social = Annotated[SocialStore, Depends(social_store)]
 Works = Annotated[Catalogue, Depends(catalogue)]
 Search = Annotated[SearchIndex, Depends(search_index)]
 S3 = Annotated[Storage, Depends(storage)]
+Limits = Annotated[Limiter, Depends(limiter)]
+
+
+def profile_changes(settings: AppSettings, users: Users, limits: Limits) -> ProfileChanges:
+    verifications = EmailVerifications(
+        aws.client("dynamodb", settings), settings.table("idempotency")
+    )
+    return ProfileChanges(settings, users, verifications, limits)
+
+
+Profiles = Annotated[ProfileChanges, Depends(profile_changes)]
 
 # auto_error off: a missing token is answered in the API's own error shape, not FastAPI's
 _bearer = HTTPBearer(auto_error=False)

@@ -39,9 +39,12 @@ log = get_logger(__name__)
 class ApiError(Exception):
     """A refusal a client can act on: its HTTP status and a stable, machine-readable code."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = dict(headers or {})  # e.g. a 429's Retry-After
 
 
 class ErrorBody(BaseModel):
@@ -55,7 +58,7 @@ class ErrorResponse(BaseModel):
 
 # documented on every operation, so that the schema (and the fuzzer) knows these bodies
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 422, 429)
+    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 422, 429, 503)
 }
 
 
@@ -88,7 +91,9 @@ def known_query_only(request: Request) -> None:
 
 async def _api_error(_: Request, error: ApiError) -> Response:
     return JSONResponse(
-        {"error": {"code": error.code, "message": error.message}}, status_code=error.status
+        {"error": {"code": error.code, "message": error.message}},
+        status_code=error.status,
+        headers=error.headers or None,
     )
 
 

@@ -31,6 +31,7 @@ COMMANDS = {
     **{
         name: f"{_COMMANDS}.operations:{name}" for name in ("sweep", "reconcile", "dlq", "capacity")
     },
+    "webhooks": f"{_COMMANDS}.webhooks:webhooks",
 }
 
 

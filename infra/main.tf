@@ -99,6 +99,33 @@ locals {
       attributes = { key = "S" }
       indexes    = {}
     }
+    webhooks = {
+      name       = "${local.name_prefix}-webhooks"
+      hash_key   = "endpoint_id"
+      range_key  = null
+      ttl        = null
+      attributes = { endpoint_id = "S", owner = "S", created_at = "S", audience = "S" }
+      indexes = {
+        by_owner    = { hash_key = "owner", range_key = "created_at" }
+        by_audience = { hash_key = "audience", range_key = "endpoint_id" }
+      }
+    }
+    webhook_events = {
+      name       = "${local.name_prefix}-webhook-events"
+      hash_key   = "event_id"
+      range_key  = null
+      ttl        = "expires_at"
+      attributes = { event_id = "S" }
+      indexes    = {}
+    }
+    webhook_deliveries = {
+      name       = "${local.name_prefix}-webhook-deliveries"
+      hash_key   = "endpoint_id"
+      range_key  = "delivery_id"
+      ttl        = "expires_at"
+      attributes = { endpoint_id = "S", delivery_id = "S" }
+      indexes    = {}
+    }
   }
 }
 

@@ -30,6 +30,8 @@ The rules:
   every step of the stages before it: that covers what each body reads (below).
 - A track that ends unpublished gets the outcome email alone; a published one gets it as a step
   of publication.
+- The winner of an outcome's move also records its webhook event (``Decision.events``), once:
+  the event's id is derived from the track, the outcome and the reprocessing generation.
 - Released from review, the track goes on where it stopped: check steps skipped while it was
   held run again, then the renditions start.
 
@@ -169,6 +171,8 @@ class Decision:
     force: bool = False  # start it even if it was started before (its messages were lost)
     publish: bool = False  # move the track to published
     notify: bool = False  # send the outcome email on its own
+    # webhook events to record (once each: their ids are deterministic), e.g. track.published
+    events: tuple[str, ...] = ()
 
 
 NOTHING = Decision()
@@ -217,15 +221,27 @@ def on_step_finished(track: Mapping[str, Any]) -> Decision:
     return Decision(launch=stage)
 
 
+# The webhook event the winner of a move records: outcomes, and the wait for a reviewer. It is
+# decided where the outcome email is, by the one writer that won the move.
+_EVENT_OF_MOVE: Mapping[Move, str] = {
+    Move.PUBLISH: "track.published",
+    Move.REJECT: "track.rejected",
+    Move.REVIEW_REJECT: "track.rejected",
+    Move.FAIL: "track.failed",
+    Move.HOLD: "track.held_for_review",
+}
+
+
 def on_moved(move: Move, track: Mapping[str, Any]) -> Decision:
     """What the one writer that won ``move`` does next."""
+    events = (_EVENT_OF_MOVE[move],) if move in _EVENT_OF_MOVE else ()
     if TRANSITIONS[move].target in _ENDS_UNPUBLISHED:
-        return Decision(notify=True)
+        return Decision(notify=True, events=events)
     if move in (Move.ADMIT, Move.REPROCESS):
         return Decision(launch=FIRST_STAGE)
     if move is Move.APPROVE:
         return _released(track)
-    return NOTHING
+    return Decision(events=events) if events else NOTHING
 
 
 def _released(track: Mapping[str, Any]) -> Decision:

@@ -122,6 +122,7 @@ app = Celery(
         "trackflow.tasks.catalogue",
         "trackflow.tasks.feeds",
         "trackflow.tasks.control",
+        "trackflow.tasks.webhooks",
     ],
 )
 app.config_from_object(celery_config(get_settings()))

@@ -12,6 +12,7 @@ from trackflow.adapters.state.dynamo import now_iso
 from trackflow.domain.keys import media_key
 from trackflow.pipeline.flow import Move, allowed_from
 from trackflow.settings import Lane, WorkerGroup, get_settings
+from trackflow.tasks import webhooks
 from trackflow.tasks.app import app, routed
 from trackflow.tasks.catalogue import catalogue_store, start_indexing
 from trackflow.tasks.feeds import fan_out, feed_entry
@@ -77,6 +78,7 @@ def delete_track(track: dict[str, Any]) -> None:
             track["owner"], feed_entry(track), Lane(track.get("lane", Lane.STANDARD)), remove=True
         )
     track_store().mark(track_id, deleted_at=now_iso())
+    webhooks.emit_deleted(track)
     delete_track_files.delay(track_id)
 
 

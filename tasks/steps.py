@@ -17,7 +17,7 @@ from trackflow.adapters.state.dynamo import now_iso
 from trackflow.adapters.state.ratelimit import RateLimiter
 from trackflow.adapters.state.users import UserStore
 from trackflow.domain.copyright import judge
-from trackflow.domain.emails import compose
+from trackflow.domain.emails import compose, deliverable_address
 from trackflow.domain.keys import PEAKS_ARTIFACT, rendition_artifact
 from trackflow.domain.track import Status
 from trackflow.errors import NotReady, WaitForSlot
@@ -238,6 +238,13 @@ def notify_uploader(ctx: StepContext) -> StepResult:
                 ctx.track_id, outcome, {"state": "suppressed", "at": now_iso()}
             )
             return StepResult()
+        if deliverable_address(user) is None:  # never mail an address nobody confirmed
+            store.confirm_notification(
+                ctx.track_id,
+                outcome,
+                {"state": "suppressed", "reason": "unverified", "at": now_iso()},
+            )
+            return StepResult()
         limiter = RateLimiter(
             aws.client("dynamodb", s), s.table("idempotency"), "ses", s.email_rate_per_s
         )
@@ -260,10 +267,18 @@ def notify_uploader(ctx: StepContext) -> StepResult:
         raise WaitForSlot(delay)  # come back for the reserved slot instead of holding a worker
     time.sleep(max(0.0, delay))  # our slot: sending earlier would exceed the account's rate
     user = UserStore(aws.client("dynamodb", s), s.table("users")).ensure(ctx.track["owner"])
+    # read again at sending: confirmed addresses only ever replace confirmed ones, so one is
+    # still there; a profile that lost it meanwhile gets nothing
+    address = deliverable_address(user)
+    if address is None:
+        store.confirm_notification(
+            ctx.track_id, outcome, {"state": "suppressed", "reason": "unverified", "at": now_iso()}
+        )
+        return StepResult()
     email = compose(outcome, ctx.track, s.link_base)
     response = aws.client("ses", s).send_email(
         Source=s.email_sender,
-        Destination={"ToAddresses": [user["email"]]},
+        Destination={"ToAddresses": [address]},
         Message={
             "Subject": {"Data": email.subject, "Charset": "UTF-8"},
             "Body": {
@@ -276,7 +291,7 @@ def notify_uploader(ctx: StepContext) -> StepResult:
         "state": "sent",
         "sent_at": now_iso(),
         "message_id": response["MessageId"],
-        "to": user["email"],
+        "to": address,
     }
     store.confirm_notification(ctx.track_id, outcome, sent)
     log.info("email_sent", outcome=outcome)

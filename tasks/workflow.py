@@ -22,6 +22,7 @@ from trackflow.logs import get_logger
 from trackflow.pipeline import flow
 from trackflow.pipeline.flow import Decision, Move
 from trackflow.settings import Lane, get_settings
+from trackflow.tasks import webhooks
 from trackflow.tasks.app import app
 
 __all__ = [
@@ -64,6 +65,7 @@ def launch_stage(
     if not force and not store.claim_stage(track_id, stage.name):
         return False
     stage_signature(track_id, _lane(track), stage).apply_async()
+    webhooks.emit_progress(track, stage.name)  # only endpoints that asked for progress hear it
     if stage.name == flow.FIRST_STAGE.name:
         # Admission relaunches a track that stays queued without this mark (its consumer died
         # between the two writes).
@@ -88,6 +90,10 @@ def perform(store: TrackStore, track: Mapping[str, Any], decision: Decision) -> 
         launch_stage(store, track, decision.launch, force=decision.force)
     if decision.notify:
         notify_outcome(track)
+    if decision.events:
+        # beside the email, decided by the same winner: webhooks hear of the outcome once
+        # (tasks/webhooks.py; a conditional write per event, then the I/O lane delivers)
+        webhooks.emit(track, decision.events)
 
 
 def move(

@@ -64,6 +64,9 @@ def resource_names(prefix: str) -> dict[str, str]:
         "catalogue_table": f"{prefix}-catalogue",
         "fingerprints_table": f"{prefix}-fingerprints",
         "idempotency_table": f"{prefix}-idempotency",
+        "webhooks_table": f"{prefix}-webhooks",
+        "webhook_events_table": f"{prefix}-webhook-events",
+        "webhook_deliveries_table": f"{prefix}-webhook-deliveries",
     }
     for group in WorkerGroup:
         for lane in Lane:
@@ -126,6 +129,32 @@ class Settings(BaseSettings):
     # --- API requests -----------------------------------------------------------------------
     # Bodies are small JSON documents; a larger one is refused (413) before it is parsed.
     max_request_body_bytes: int = Field(64 * 1024, ge=1024)
+
+    # --- per-user limits (api/limits.py; counted in DynamoDB, shared by every API replica) ----
+    # A person dropping an album folder starts ~20 uploads at once; one a minute sustained
+    # over the hour, and 500 a day, leave room for that several times over while a script that
+    # mints presigned POSTs in a loop stops within the minute.
+    limit_uploads_per_hour: int = Field(60, ge=1)
+    limit_uploads_per_day: int = Field(500, ge=1)
+    # Declared bytes (the policy's exact size; max_upload_bytes when none is declared): 500
+    # five-minute lossless tracks a day, or 40 uploads at the size limit.
+    limit_upload_bytes_per_day: int = Field(20 * 1024**3, ge=1)
+    # Tracks not yet ended (awaiting upload, queued, processing, held): an album's worth. Counted
+    # over the tracks created in the last in_flight_window_s (api/limits.py says why).
+    limit_uploads_in_flight: int = Field(20, ge=1)
+    in_flight_window_s: int = Field(24 * 3600, ge=3600)
+    # Every reprocess is a whole workflow again (three encodes): a fix and a retry an hour.
+    limit_reprocess_per_track_per_hour: int = Field(3, ge=1)
+    # POST /v1/session per named user (embedded stack only); PATCH /v1/me per user.
+    limit_sessions_per_hour: int = Field(30, ge=1)
+    limit_profile_changes_per_hour: int = Field(10, ge=1)
+    # Accounts flagged priority (PATCH /v1/users/{id} {"priority": true}) get every upload and
+    # reprocess limit times this; administrators have none.
+    priority_limits_factor: int = Field(5, ge=1)
+    # Verification links one address may receive a day, whoever asks: a victim's address
+    # typed into many profiles still gets at most this many mails from us.
+    email_verifications_per_address_per_day: int = Field(3, ge=1)
+    email_verification_ttl_s: int = Field(24 * 3600, ge=300)  # how long a link stays good
 
     # --- uploads ----------------------------------------------------------------------------
     uploads_prefix: str = "uploads/"
@@ -200,6 +229,17 @@ class Settings(BaseSettings):
     opensearch_url: str | None = None
     feed_fanout_batch: int = 500
 
+    # --- webhooks (Standard Webhooks; trackflow/domain/webhooks.py) ---------------------------
+    # Loopback receivers and plain http: None means on the embedded stack only (local stacks and
+    # tests run receivers on 127.0.0.1); deployments want https to public addresses.
+    webhook_allow_loopback: bool | None = None
+    webhook_timeout_s: float = Field(10.0, gt=0, le=30)  # the spec advises 15-30 s at most
+    webhook_retry_for_s: int = Field(24 * 3600, ge=60)  # retries stop this long after the first
+    # an endpoint that has failed every attempt for this long is disabled and its owner emailed
+    webhook_disable_after_s: int = Field(3 * 24 * 3600, ge=60)
+    webhook_secret_grace_s: int = Field(24 * 3600, ge=0)  # the old secret still signs this long
+    webhook_max_endpoints: int = Field(20, ge=1)  # per user
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.waveform_bits not in (8, 16):
@@ -221,6 +261,13 @@ class Settings(BaseSettings):
         client's name field); elsewhere (LocalStack included, which may be shared), tokens
         come from the deployment's identity provider or its secret."""
         return self.aws_target is AwsTarget.EMBEDDED
+
+    @property
+    def webhooks_allow_loopback(self) -> bool:
+        """Whether webhooks may go to the loopback over plain http (local stacks and tests)."""
+        if self.webhook_allow_loopback is None:
+            return self.aws_target is AwsTarget.EMBEDDED
+        return self.webhook_allow_loopback
 
     @property
     def oidc(self) -> bool:

@@ -12,6 +12,8 @@ from trackflow.api.routes import (
     social,
     tracks,
     uploads,
+    verification,
+    webhooks,
     workflow,
 )
 
@@ -28,4 +30,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     search.router,
     social.router,
     session.router,
+    verification.router,
+    webhooks.router,
 )

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from trackflow.adapters.state.social import encode_cursor
 from trackflow.adapters.state.users import UserStore
-from trackflow.api.dependencies import Admin, Caller, Social, Users
+from trackflow.api.dependencies import Admin, Caller, Profiles, Social, Users
 from trackflow.api.errors import ApiError
 from trackflow.api.paging import Cursor, PageSize, own_cursor
 from trackflow.api.schemas import AccountUpdate, FeedPage, ProfileUpdate
@@ -54,9 +54,14 @@ def me(caller: Caller, users: Users) -> dict[str, Any]:
 
 
 @router.patch("/v1/me")
-def update_me(update: ProfileUpdate, caller: Caller, users: Users) -> dict[str, Any]:
-    """Change the caller's email address or opt out of (or back into) emails."""
-    return users.update(caller.user_id, **update.model_dump(exclude_none=True))
+def update_me(update: ProfileUpdate, caller: Caller, profiles: Profiles) -> dict[str, Any]:
+    """Opt out of (or back into) emails, or change the email address: a new address is kept
+    as ``pending_email`` and gets a link to confirm it; mail goes to it only once confirmed.
+    429 past the caller's profile changes an hour, or the address's confirmation emails a
+    day."""
+    changes = update.model_dump(exclude_none=True)
+    email = changes.pop("email", None)
+    return profiles.apply(caller.user_id, caller.admin, changes, email)
 
 
 @router.delete("/v1/me/tokens", status_code=204)
@@ -73,7 +78,10 @@ def update_account(
     or withdraw administrator rights (effective on the account's next request)."""
     if not USER_ID.match(user_id):
         raise ApiError(404, "not_found", "no such user")
-    return users.update(user_id, **update.model_dump(exclude_none=True))
+    changes = update.model_dump(exclude_none=True)
+    if "email" in changes:  # an administrator's word confirms an address
+        changes["email_verified"] = True
+    return users.update(user_id, **changes)
 
 
 @router.delete("/v1/users/{user_id}/tokens", status_code=204)

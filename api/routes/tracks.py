@@ -5,8 +5,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from trackflow.adapters.state.social import encode_cursor
-from trackflow.api.dependencies import AppSettings, Caller, OwnTrack, Tracks
+from trackflow.api.dependencies import AppSettings, Caller, Limits, OwnTrack, Tracks, Users
 from trackflow.api.errors import ApiError
+from trackflow.api.limits import quota_for
 from trackflow.api.paging import Cursor, PageSize, own_cursor
 from trackflow.api.schemas import TrackList
 from trackflow.domain.track import TERMINAL, Status, public_record
@@ -42,9 +43,13 @@ def delete_track(track: OwnTrack) -> dict[str, str]:
 
 
 @router.post("/v1/tracks/{track_id}/reprocess", status_code=202)
-def reprocess_track(track: OwnTrack, settings: AppSettings) -> dict[str, Any]:
+def reprocess_track(
+    track: OwnTrack, caller: Caller, settings: AppSettings, users: Users, limits: Limits
+) -> dict[str, Any]:
     """Run the track's workflow again (idempotent: outputs are replaced in place, no email or
-    feed entry is sent twice)."""
+    feed entry is sent twice); 429 past the reprocessings a track may have an hour."""
+    quota = quota_for(settings, users.get(caller.user_id), caller.admin)
+    limits.reprocess(track["track_id"], quota)
     reprocessed = recovery.reprocess(track["track_id"], settings)
     if reprocessed is None:
         raise ApiError(

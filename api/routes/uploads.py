@@ -6,8 +6,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from trackflow.adapters.state.dynamo import now_iso
-from trackflow.api.dependencies import S3, AppSettings, Caller, Tracks, Users
+from trackflow.api.dependencies import S3, AppSettings, Caller, Limits, Tracks, Users
 from trackflow.api.errors import ErrorResponse
+from trackflow.api.limits import quota_for
 from trackflow.api.schemas import PresignedPost, UploadRequest, UploadResponse
 from trackflow.domain.keys import safe_filename, upload_key
 from trackflow.domain.track import Status, initial_steps, public_record
@@ -49,7 +50,7 @@ def _new_track(
     "/v1/uploads",
     status_code=201,
     response_model=UploadResponse,
-    responses={400: {"model": ErrorResponse}},
+    responses={400: {"model": ErrorResponse}, 429: {"model": ErrorResponse}},
 )
 def create_upload(
     request: UploadRequest,
@@ -58,10 +59,19 @@ def create_upload(
     tracks: Tracks,
     users: Users,
     s3: S3,
+    limits: Limits,
 ) -> UploadResponse:
-    """Record a new track and return the presigned POST that uploads its audio to S3."""
+    """Record a new track and return the presigned POST that uploads its audio to S3 (429
+    once the caller is over a limit: uploads in flight, an hour, a day, bytes a day)."""
     content_type = s3.accepted_type(request.content_type, request.size)
     profile = users.ensure(caller.user_id, email=caller.email)
+    limits.upload(
+        caller.user_id,
+        quota_for(settings, profile, caller.admin),
+        # without a declared size the policy lets S3 store up to the limit: that is what counts
+        request.size or settings.max_upload_bytes,
+        settings.in_flight_window_s,
+    )
     track_id = uuid.uuid4().hex
     filename = safe_filename(request.filename)
     key = upload_key(settings.uploads_prefix, caller.user_id, track_id, filename)

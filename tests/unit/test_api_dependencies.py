@@ -3,21 +3,24 @@ through ``app.dependency_overrides`` and the routes run on the fakes, with no AW
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from trackflow.adapters.state.ratelimit import Take
 from trackflow.api.app import create_app
 from trackflow.api.dependencies import (
     app_settings,
+    limiter,
     principal,
     storage,
     track_store,
     user_store,
 )
+from trackflow.api.limits import Limiter
 from trackflow.api.storage import Storage
 from trackflow.auth import Principal
 from trackflow.domain.track import Status, initial_steps
@@ -49,6 +52,23 @@ class FakeUserStore:
         return {"user_id": user_id, "priority": user_id == "vip"}
 
 
+class FakeWindows:
+    """Limit counters in a dict, taken as the DynamoDB transaction takes them."""
+
+    def __init__(self) -> None:
+        self.counts_by_key: dict[str, int] = {}
+
+    def counts(self, keys: Sequence[str]) -> dict[str, int]:
+        return {k: self.counts_by_key.get(k, 0) for k in keys}
+
+    def take(self, takes: Sequence[Take]) -> bool:
+        if any(self.counts_by_key.get(t.key, 0) + t.amount > t.limit for t in takes):
+            return False
+        for t in takes:
+            self.counts_by_key[t.key] = self.counts_by_key.get(t.key, 0) + t.amount
+        return True
+
+
 class FakeS3:
     """Presigns without credentials: the fields say what was asked for."""
 
@@ -68,6 +88,7 @@ def _track(owner: str) -> dict[str, Any]:
 @pytest.fixture
 def app(settings: Settings) -> Iterator[FastAPI]:
     app = create_app(settings)
+    app.dependency_overrides[limiter] = lambda: Limiter(FakeWindows(), lambda owner, since: 0)
     yield app
     app.dependency_overrides.clear()
 

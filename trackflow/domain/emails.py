@@ -1,4 +1,5 @@
-"""The emails the uploader gets, one per outcome: published, rejected, failed. Pure rendering."""
+"""The emails the uploader gets, one per outcome (published, rejected, failed), the link that
+confirms a new address, and which address may receive them. Pure rendering and rules."""
 
 from __future__ import annotations
 
@@ -8,7 +9,19 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-__all__ = ["ADVICE", "Email", "compose"]
+__all__ = [
+    "ADVICE",
+    "LOCAL_DOMAIN",
+    "Email",
+    "compose",
+    "compose_verification",
+    "deliverable_address",
+    "local_address",
+]
+
+# Every user's address until they give one: a mailbox of ours, so nobody else's inbox
+LOCAL_DOMAIN = "users.trackflow.local"
+
 
 _ENV = Environment(
     loader=PackageLoader("trackflow.domain", "templates/email"),
@@ -75,4 +88,33 @@ def compose(outcome: str, track: Mapping[str, Any], link_base: str) -> Email:
         subject=subject,
         text=_ENV.get_template(f"{outcome}.txt").render(context),
         html=_ENV.get_template(f"{outcome}.html").render(context),
+    )
+
+
+def local_address(user_id: str) -> str:
+    """The address a user has until they confirm one of their own."""
+    return f"{user_id}@{LOCAL_DOMAIN}"
+
+
+def deliverable_address(profile: Mapping[str, Any]) -> str | None:
+    """Where mail to this user may go, or None: only an address that was confirmed (by its
+    link, by an administrator or by the identity provider), or the service's own default. A
+    profile whose address was set before addresses were verified has no ``email_verified``
+    and gets nothing until the address is confirmed, so that an address typed in to bomb its
+    owner stops receiving mail."""
+    address = profile.get("email")
+    if not isinstance(address, str) or not address:
+        return None
+    if profile.get("email_verified") is True or address == local_address(profile["user_id"]):
+        return address
+    return None
+
+
+def compose_verification(user_id: str, address: str, link: str, valid_hours: int) -> Email:
+    """The email that asks the owner of ``address`` to confirm it for ``user_id``."""
+    context = {"user": user_id, "address": address, "link": link, "hours": valid_hours}
+    return Email(
+        subject="Confirm your email address for trackflow",
+        text=_ENV.get_template("verify.txt").render(context),
+        html=_ENV.get_template("verify.html").render(context),
     )

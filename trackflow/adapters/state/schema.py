@@ -64,4 +64,18 @@ TABLES: tuple[Table, ...] = (
     Table("fingerprints", "hash", key_types={"hash": "N"}),
     # side-effect claims, rate-limit buckets and other short-lived records
     Table("idempotency", "key", ttl_attribute="expires_at"),
+    # webhook endpoints: by owner (their list), and by audience (a user id, or "*" for an
+    # administrator's endpoint that hears of every track) to find who an event goes to
+    Table(
+        "webhooks",
+        "endpoint_id",
+        indexes=(
+            Index("by_owner", "owner", "created_at"),
+            Index("by_audience", "audience", "endpoint_id"),
+        ),
+    ),
+    # one item per event, created by one conditional write (its id is deterministic)
+    Table("webhook_events", "event_id", ttl_attribute="expires_at"),
+    # one item per (endpoint, event); the range key starts with the event's time: newest last
+    Table("webhook_deliveries", "endpoint_id", "delivery_id", ttl_attribute="expires_at"),
 )
