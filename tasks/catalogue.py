@@ -23,7 +23,7 @@ from trackflow.logs import bind, get_logger
 from trackflow.media import fingerprint, probe
 from trackflow.settings import Lane, Settings, WorkerGroup, get_settings
 from trackflow.tasks.app import app, routed
-from trackflow.tasks.runtime import object_cache
+from trackflow.tasks.runtime import object_cache, original_upload
 
 __all__ = [
     "all_landmarks",
@@ -111,11 +111,10 @@ def fingerprint_work(self: Any, work_id: str) -> None:
     if work is None or work["status"] != WorkStatus.FINGERPRINTING:
         log.info("work_not_waiting_for_fingerprints", status=work and work["status"])
         return
-    source = work["source"]
-    path = object_cache(settings).get(
-        aws.client("s3", settings), source["bucket"], source["key"], source.get("etag")
-    )
     try:
+        # the version admission pinned: the work's presigned POST can be used again until it
+        # expires, and a later object must not become the reference recording
+        path = original_upload(work["source"], settings)
         info = probe.inspect_audio(path, probe.GateLimits(max_duration_s=settings.max_duration_s))
     except InputRejected as error:
         catalogue.update(work_id, status=WorkStatus.FAILED, error=error.as_record())

@@ -71,6 +71,7 @@ def _upload_event(settings: Settings, key: str) -> ObjectCreated | None:
         etag=head.get("ETag"),
         event_name="ObjectCreated:Reconciled",
         event_time=now_iso(),
+        version_id=head.get("VersionId"),  # admission pins the version this HEAD saw
     )
 
 
@@ -159,13 +160,19 @@ def _resume_or_fail(store: Any, track: dict[str, Any], report: SweepReport) -> N
 
 
 def reconcile(settings: Settings | None = None) -> list[str]:
-    """Admit every uploaded object whose event never came (the track still awaits it)."""
+    """Admit every uploaded object whose event never came (the track still awaits it).
+
+    Each key's current version is offered, named by its version id, so that admission pins
+    what the listing saw; for an admitted key whose current object is not the admitted one,
+    admission only notes it on the record."""
     settings = settings or get_settings()
     store = track_store(settings)
     admitted = []
-    paginator = aws.client("s3", settings).get_paginator("list_objects_v2")
+    paginator = aws.client("s3", settings).get_paginator("list_object_versions")
     for page in paginator.paginate(Bucket=settings.uploads_bucket, Prefix=settings.uploads_prefix):
-        for item in page.get("Contents", []):
+        for item in page.get("Versions", []):
+            if not item.get("IsLatest"):
+                continue
             event = ObjectCreated(
                 bucket=settings.uploads_bucket,
                 key=item["Key"],
@@ -173,6 +180,7 @@ def reconcile(settings: Settings | None = None) -> list[str]:
                 etag=item.get("ETag"),
                 event_name="ObjectCreated:Reconciled",
                 event_time=now_iso(),
+                version_id=item.get("VersionId"),
             )
             try:
                 outcome = admit(event, settings, store)

@@ -46,6 +46,7 @@ __all__ = [
     "StepResult",
     "fail_track",
     "object_cache",
+    "original_upload",
     "step",
     "take_turns_at_cores",
     "track_store",
@@ -96,11 +97,13 @@ class StepContext:
         return self.track["track_id"]
 
     def original(self) -> Path:
-        """The upload, as a local file (downloaded once per worker host)."""
-        source = self.track["source"]
-        return object_cache(self.settings).get(
-            aws.client("s3", self.settings), source["bucket"], source["key"], source.get("etag")
-        )
+        """The upload admission pinned, as a local file (downloaded once per worker host).
+
+        Exactly the admitted version, with its ETag as a second guard: a presigned POST can be
+        used again until it expires, and whatever lands under the key after admission must
+        reach no step, on whichever host it runs. (A track admitted before versions were
+        pinned has only its ETag: a replaced object then fails the download, not the check.)"""
+        return original_upload(self.track["source"], self.settings)
 
     def gate(self) -> probe.AudioInfo:
         """The input gate's verdict on the upload: raises InputRejected for bad input."""
@@ -130,6 +133,34 @@ class StepContext:
         return object_cache(self.settings).get(
             aws.client("s3", self.settings), self.settings.media_bucket, self.key(name)
         )
+
+
+def original_upload(source: Mapping[str, Any], settings: Settings) -> Path:
+    """The object a ``source`` record (admission's, or a catalogue work's) pins, as a local
+    file; InputRejected if that object is gone or is no longer those bytes."""
+    try:
+        return object_cache(settings).get(
+            aws.client("s3", settings),
+            source["bucket"],
+            source["key"],
+            source.get("etag"),
+            version_id=source.get("version_id"),
+        )
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if code not in _PINNED_OBJECT_LOST:
+            raise
+        # No retry can bring back the admitted bytes: the uploader has to upload again.
+        raise InputRejected(
+            "the uploaded file is no longer available as it was received; upload it again",
+            "upload_unavailable",
+            detail=f"{source['bucket']}/{source['key']} version {source.get('version_id')}: {code}",
+        ) from error
+
+
+# What S3 answers a GetObject whose version is gone (404), or whose ETag no longer matches
+# (412: an unversioned object replaced after admission).
+_PINNED_OBJECT_LOST = frozenset({"404", "NoSuchKey", "NoSuchVersion", "412", "PreconditionFailed"})
 
 
 class StepTask(Task):

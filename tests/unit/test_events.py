@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trackflow.consumer.events import PoisonMessage, parse_message
+from trackflow.consumer.events import ObjectCreated, PoisonMessage, parse_message
+from trackflow.consumer.pinning import same_object
 
 
 def s3_event(
@@ -72,6 +73,49 @@ def test_sns_wrapped_and_eventbridge_shapes():
     }
     [event] = parse_message(json.dumps(bridge))
     assert (event.key, event.size) == ("uploads/a/b/c d.mp3", 5)
+
+
+def test_the_version_an_event_names_is_read_from_every_envelope():
+    """S3's ``object.versionId`` and EventBridge's ``version-id`` name the object admitted."""
+    record = s3_event("uploads/a/b/c.mp3")
+    record["Records"][0]["s3"]["object"]["versionId"] = "3HL4kqtJvjVBH40Nrjfkd"
+    [event] = parse_message(json.dumps(record))
+    assert (event.version_id, event.sequencer) == ("3HL4kqtJvjVBH40Nrjfkd", "0055AED6DCD90281E5")
+    bridge = {
+        "source": "aws.s3",
+        "detail-type": "Object Created",
+        "detail": {
+            "bucket": {"name": "uploads"},
+            "object": {"key": "uploads/a/b/c.mp3", "size": 5, "etag": "e", "version-id": "v7"},
+        },
+    }
+    assert parse_message(json.dumps(bridge))[0].version_id == "v7"
+    assert parse_message(json.dumps(s3_event("uploads/a/b/c.mp3")))[0].version_id is None
+
+
+def _event(etag: str | None, version_id: str | None = None) -> ObjectCreated:
+    return ObjectCreated("uploads", "k", 1, etag, "ObjectCreated:Post", None, None, version_id)
+
+
+@pytest.mark.parametrize(
+    ("event", "admitted", "same"),
+    [
+        (_event("abc", "v1"), {"etag": "abc", "version_id": "v1"}, True),
+        (_event("abc", "v2"), {"etag": "abc", "version_id": "v1"}, False),  # same bytes, again
+        (_event("def"), {"etag": "abc", "version_id": "v1"}, False),  # moto: no version id
+        (_event('"abc"'), {"etag": "abc", "version_id": "v1"}, True),  # quoted or bare
+        (_event("def", "null"), {"etag": "abc", "version_id": None}, False),
+        (_event(None), {"etag": "abc", "version_id": "v1"}, True),  # hand-made: a duplicate
+        (_event("def"), {"etag": "abc"}, False),  # admitted before versions were pinned
+    ],
+    ids=["same", "new-version", "new-etag", "quoted", "unversioned", "no-etag", "legacy"],
+)
+def test_an_event_is_told_apart_from_the_admitted_object(
+    event: ObjectCreated, admitted: dict, same: bool
+):
+    """Version ids decide when both are known, else ETags; an event naming neither is taken
+    for a duplicate of the admitted one."""
+    assert same_object(event, admitted) is same
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ def bootstrap(settings: Settings) -> dict[str, Any]:
     """Create buckets, queues, tables, the S3 -> SQS notification and the SES identity."""
     queues = {name: _ensure_queue(settings, name) for name in settings.all_queues}
     _ensure_bucket(settings, settings.uploads_bucket, cors=True)
+    _keep_versions(settings, settings.uploads_bucket)
     _expire_originals(settings)
     _ensure_bucket(settings, settings.media_bucket, cors=True)
     _ensure_notification(settings, queues[settings.events_queue])
@@ -128,9 +129,20 @@ def _ensure_bucket(settings: Settings, bucket: str, *, cors: bool) -> None:
         )
 
 
+def _keep_versions(settings: Settings, bucket: str) -> None:
+    """Version the bucket (as infra/modules/storage does): a presigned POST can be used again
+    until it expires, and admission pins the version it admitted, which a later object under
+    the same key must not replace. (The media bucket stays unversioned here: the emulator
+    keeps every version in memory and runs no lifecycle rules to expire them.)"""
+    client("s3", settings).put_bucket_versioning(
+        Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+
+
 def _expire_originals(settings: Settings) -> None:
-    """Originals are kept for inspection and reprocessing, then expire; abandoned multipart
-    uploads are cleared after a day (as infra/modules/storage does in AWS)."""
+    """Originals are kept for inspection and reprocessing, then expire, and versions replaced
+    under their key a week later; abandoned multipart uploads are cleared after a day (as
+    infra/modules/storage does in AWS)."""
     client("s3", settings).put_bucket_lifecycle_configuration(
         Bucket=settings.uploads_bucket,
         LifecycleConfiguration={
@@ -146,6 +158,7 @@ def _expire_originals(settings: Settings) -> None:
                     "Status": "Enabled",
                     "Filter": {"Prefix": settings.uploads_prefix},
                     "Expiration": {"Days": settings.originals_retention_days},
+                    "NoncurrentVersionExpiration": {"NoncurrentDays": 7},
                 },
             ]
         },

@@ -24,10 +24,14 @@ from trackflow.adapters.state.dynamo import (
 from trackflow.domain.track import ACTIVE, TERMINAL, Status, StepStatus
 from trackflow.pipeline.flow import TRANSITIONS, Move, allowed_from
 
-__all__ = ["BY_OWNER_INDEX", "BY_STATUS_INDEX", "StepStart", "TrackStore"]
+__all__ = ["BY_OWNER_INDEX", "BY_STATUS_INDEX", "MAX_IGNORED_VERSIONS", "StepStart", "TrackStore"]
 
 BY_OWNER_INDEX = "by_owner"
 BY_STATUS_INDEX = "by_status"
+
+# Objects that arrived under an admitted track's key are noted on its record, up to this many:
+# a presigned POST can be used again until it expires, and the record must stay small.
+MAX_IGNORED_VERSIONS = 10
 
 
 class StepStart(StrEnum):
@@ -197,6 +201,39 @@ class TrackStore:
         u.where(f"{u.path('updated_at')} = {u.value(seen_updated_at)}")
         u.increment("resumes").set("updated_at", now_iso()).remove("launch")
         return self._update(track_id, u)
+
+    def note_ignored_version(self, track_id: str, name: str, note: Mapping[str, Any]) -> bool:
+        """Note on the record that the object ``name`` (its version id) arrived under the key
+        of an admitted track and was not processed: once per object, in
+        ``source.ignored_versions``, at most ``MAX_IGNORED_VERSIONS`` of them (past that,
+        ``source.ignored_versions_truncated``). True if this call added the note. Neither the
+        status nor ``updated_at`` changes: to the workflow and the sweeper nothing happened."""
+        for _ in range(2):
+            u = Update()
+            entries = u.path("source", "ignored_versions")
+            entry = u.path("source", "ignored_versions", name)
+            u.where(f"attribute_exists({entries})")
+            u.where(f"attribute_not_exists({entry})")
+            u.where(f"size({entries}) < {u.value(MAX_IGNORED_VERSIONS)}")
+            u.set(("source", "ignored_versions", name), dict(note))
+            if self._update(track_id, u) is not None:
+                return True
+            current = self.get(track_id) or {}
+            source = current.get("source")
+            if not isinstance(source, Mapping):
+                return False  # never admitted: there is nothing to compare with
+            noted = source.get("ignored_versions")
+            if isinstance(noted, Mapping):
+                if name not in noted:  # full
+                    full = Update().set(("source", "ignored_versions_truncated"), True)
+                    self._update(track_id, full.where("attribute_exists(track_id)"))
+                return False
+            # admitted before versions were noted: give it the map, then note
+            init = Update()
+            init.where(f"attribute_exists({init.path('source')})")
+            init.set_if_absent(("source", "ignored_versions"), {})
+            self._update(track_id, init)
+        return False
 
     def delete(self, track_id: str) -> None:
         self._db.delete_item(TableName=self._table, Key=to_item({"track_id": track_id}))
