@@ -106,5 +106,19 @@ def delete_track_files(self: Any, track_id: str) -> None:
         keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
         if keys:
             s3.delete_objects(Bucket=settings.media_bucket, Delete={"Objects": keys, "Quiet": True})
-    s3.delete_object(Bucket=settings.uploads_bucket, Key=track["upload"]["key"])
+    # the uploads bucket is versioned: a delete by key alone would only hide the upload behind a
+    # delete marker, so every version under the track's key goes, the pinned one and any other
+    key = track["upload"]["key"]
+    for page in s3.get_paginator("list_object_versions").paginate(
+        Bucket=settings.uploads_bucket, Prefix=key
+    ):
+        versions = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in (*page.get("Versions", []), *page.get("DeleteMarkers", []))
+            if v["Key"] == key
+        ]
+        if versions:
+            s3.delete_objects(
+                Bucket=settings.uploads_bucket, Delete={"Objects": versions, "Quiet": True}
+            )
     store.delete(track_id)

@@ -54,6 +54,9 @@ __all__ = [
 
 log = get_logger(__name__)
 
+# where a fault of the upload itself is credited in the track's error (ctx.gate() checks it)
+INPUT_GATE = "input_gate"
+
 
 @functools.cache
 def _stores(settings: Settings, pid: int) -> TrackStore:
@@ -256,8 +259,12 @@ def run_step(
         log.info("step_succeeded", duration_s=done["steps"][name].get("duration_s"))
         advance(store, done)
     except InputRejected as error:
-        log.warning("step_rejected_input", code=error.code, reason=error.message)
-        fail_track(track, name, error.as_record())
+        log.warning(
+            "step_rejected_input", code=error.code, reason=error.message, detail=error.detail
+        )
+        # parallel steps may meet the same bad input: the record credits it to the input gate,
+        # not to whichever of them failed first
+        fail_track(track, name, error.as_record(), credited_to=INPUT_GATE)
     except SoftTimeLimitExceeded:
         log.error("step_timed_out")
         fail_track(
@@ -316,9 +323,14 @@ def _workdir_root(settings: Settings) -> Path:
 def _retry_or_fail(task: Task, track: Mapping[str, Any], name: str, error: Exception) -> None:
     settings = get_settings()
     code = error.code if isinstance(error, TrackflowError) else "internal_error"
+    # an unforeseen error's own text may name paths or addresses: it goes to the log only
     message = (
-        error.message if isinstance(error, TrackflowError) else f"{type(error).__name__}: {error}"
+        error.message
+        if isinstance(error, TrackflowError)
+        else "an internal error interrupted this step; it is being looked into"
     )
+    if not isinstance(error, TrackflowError):
+        log.warning("step_error_detail", error_type=type(error).__name__, detail=str(error))
     attempt = task.request.retries
     store = track_store(settings)
     if attempt < task.max_retries:
@@ -339,10 +351,16 @@ def _retry_or_fail(task: Task, track: Mapping[str, Any], name: str, error: Excep
     )
 
 
-def fail_track(track: Mapping[str, Any], name: str | None, error: Mapping[str, Any]) -> None:
+def fail_track(
+    track: Mapping[str, Any],
+    name: str | None,
+    error: Mapping[str, Any],
+    *,
+    credited_to: str | None = None,
+) -> None:
     """End the track as failed (at step ``name``, if any) and tell the uploader (once)."""
     store = track_store()
-    failed = store.fail(track["track_id"], error, step=name)
+    failed = store.fail(track["track_id"], error, step=name, credited_to=credited_to)
     if failed is None:  # it had already ended: only this step's outcome is news
         if name:
             store.end_step(track["track_id"], name, StepStatus.FAILED, error)

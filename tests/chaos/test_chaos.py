@@ -324,7 +324,10 @@ def test_bad_inputs_fail_with_their_code_without_retries(settings: Settings, tmp
     wrong = {
         name: outcome
         for name, outcome in outcomes.items()
-        if outcome[0] != "failed" or outcome[1]["code"] != badinputs.CORPUS[name][1]
+        if outcome[0] != "failed"
+        or outcome[1]["code"] != badinputs.CORPUS[name][1]
+        # a fault of the upload is the input gate's, whichever parallel step met it first
+        or outcome[1].get("step") not in ("input_gate", None)
     }
     assert not wrong, wrong
     for record in records:

@@ -106,6 +106,11 @@ def test_search_finds_published_tracks_by_prefix_without_accents(
         return False
 
     wait_for(gone, timeout_s=60)
+    # the uploads bucket is versioned: no version of the upload is left behind a delete marker
+    versions = aws.client("s3", settings).list_object_versions(
+        Bucket=settings.uploads_bucket, Prefix=track["source"]["key"]
+    )
+    assert not versions.get("Versions") and not versions.get("DeleteMarkers")
 
 
 def test_a_user_who_opted_out_gets_no_email(settings: Settings, tmp_path: Path):

@@ -93,6 +93,20 @@ def test_failure_ends_the_track_once_and_skips_what_never_ran(tracks: TrackStore
     assert failed["status"] == Status.FAILED and failed["error"]["step"] == "analyse_waveform"
     assert failed["steps"]["transcode_128"]["status"] == StepStatus.SKIPPED
     assert failed["steps"]["analyse_waveform"]["status"] == StepStatus.FAILED
+
+
+def test_a_fault_of_the_input_is_credited_to_the_input_gate(tracks: TrackStore):
+    """The step that met bad input fails, and the track's error names the input gate."""
+    track_id = _track(tracks)
+    tracks.begin_step(track_id, "check_copyright")
+    failed = tracks.fail(
+        track_id,
+        {"code": "corrupt_audio", "message": "m"},
+        step="check_copyright",
+        credited_to="input_gate",
+    )
+    assert failed is not None and failed["error"]["step"] == "input_gate"
+    assert failed["steps"]["check_copyright"]["status"] == StepStatus.FAILED
     assert tracks.fail(track_id, {"code": "other", "message": "m"}) is None  # already ended
     assert tracks.begin_step(track_id, "transcode_128").outcome is StepStart.SKIP
     notify = tracks.begin_step(

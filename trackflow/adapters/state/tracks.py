@@ -310,12 +310,19 @@ class TrackStore:
         self._update(track_id, u)
 
     def fail(
-        self, track_id: str, error: Mapping[str, Any], *, step: str | None = None
+        self,
+        track_id: str,
+        error: Mapping[str, Any],
+        *,
+        step: str | None = None,
+        credited_to: str | None = None,
     ) -> dict[str, Any] | None:
         """End the track as failed (unless it already ended), with ``step`` failed and the steps
-        not yet run skipped, in one write."""
+        not yet run skipped, in one write. The track's error names ``credited_to`` when given
+        (a fault of the input, whichever step met it first), else ``step``."""
+        named = credited_to or step
         fields: dict[str | tuple[str, ...], Any] = {
-            "error": {**error, **({"step": step} if step else {})}
+            "error": {**error, **({"step": named} if named else {})}
         }
         if step:
             fields[("steps", step, "status")] = str(StepStatus.FAILED)
