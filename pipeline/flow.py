@@ -207,9 +207,13 @@ def _gate_open(track: Mapping[str, Any], stage: Stage) -> bool:
 
 def on_step_finished(track: Mapping[str, Any]) -> Decision:
     """After a step ended (or was reported again): start the next stage if this one is over and
-    its gate holds and it was not started yet; publish once every step succeeded."""
+    its gate holds and it was not started yet; publish once every step succeeded. On a track
+    that has ended or waits for a reviewer, its webhook event is recorded again: the writer that
+    won the move may have died before recording it, and the event's id makes a second one a
+    no-op."""
     if track["status"] not in ACTIVE:
-        return NOTHING
+        event = _EVENT_OF_STATUS.get(track["status"])
+        return Decision(events=(event,)) if event else NOTHING
     stage = first_unfinished_stage(track["steps"])
     if stage is None:
         published = track["status"] == Status.PROCESSING and all(
@@ -229,6 +233,11 @@ _EVENT_OF_MOVE: Mapping[Move, str] = {
     Move.REVIEW_REJECT: "track.rejected",
     Move.FAIL: "track.failed",
     Move.HOLD: "track.held_for_review",
+}
+
+
+_EVENT_OF_STATUS: Mapping[str, str] = {
+    TRANSITIONS[move].target: event for move, event in _EVENT_OF_MOVE.items()
 }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from trackflow.adapters import aws
 from trackflow.adapters.search import open_search
 from trackflow.adapters.state.dynamo import now_iso
+from trackflow.domain.copyright import review_rejection
 from trackflow.domain.keys import media_key
 from trackflow.pipeline.flow import Move, allowed_from
 from trackflow.settings import Lane, WorkerGroup, get_settings
@@ -36,9 +37,6 @@ def reject(track_id: str, reviewer: str, note: str = "") -> dict[str, Any] | Non
     if held is None or held["status"] not in allowed_from(Move.REVIEW_REJECT):
         return None
     matches = held.get("copyright", {}).get("matches", [])
-    work = (
-        f"'{matches[0]['title']}' (work {matches[0]['work_id']})" if matches else "a protected work"
-    )
     # the move tells the uploader why
     return move(
         store,
@@ -48,8 +46,7 @@ def reject(track_id: str, reviewer: str, note: str = "") -> dict[str, Any] | Non
             "error": {
                 "code": "copyright_match",
                 "step": "check_copyright",
-                "message": f"a reviewer confirmed that the upload contains {work}"
-                + (f": {note}" if note else ""),
+                "message": review_rejection(matches, note),
             },
             "review": {"decision": "rejected", "by": reviewer, "at": now_iso(), "note": note},
         },

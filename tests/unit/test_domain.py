@@ -241,3 +241,20 @@ def test_settings_name_everything_from_one_prefix():
         )
     with pytest.raises(ValueError):
         Settings(retry_backoff_max_s=10_000)
+
+
+def test_a_reviewer_s_rejection_names_a_work_but_never_another_uploader():
+    """Confirming a held match names the reference work and its rights holder; a match on
+    another user's published track says only that it is already published here."""
+    from trackflow.domain.copyright import review_rejection
+
+    work = [{"kind": "reference_work", "title": "Anthem", "rights_holder": "label"}]
+    assert review_rejection(work) == (
+        "a reviewer confirmed that the upload contains 'Anthem', whose rights holder is label"
+    )
+    track = review_rejection([{"kind": "published_track", "work_id": "w1"}], "same master")
+    assert track == (
+        "a reviewer confirmed that the upload contains a track already published on this "
+        "service: same master"
+    )
+    assert review_rejection([]) == "a reviewer confirmed that the upload contains a protected work"

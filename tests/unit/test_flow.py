@@ -210,7 +210,8 @@ def test_a_check_skipped_while_held_runs_again_on_approval_before_the_renditions
     assert transition(track, Move.HOLD)
     finish(track, "extract_metadata")
     step_ends(track, "resize_artwork", StepStatus.SKIPPED)
-    assert flow.on_step_finished(track) == NOTHING
+    # held: the step's report records the held event again, and starts nothing
+    assert flow.on_step_finished(track) == Decision(events=("track.held_for_review",))
     assert transition(track, Move.APPROVE)
     decision = flow.on_moved(Move.APPROVE, track)
     assert decision.force and decision.launch.branches == (("extract_metadata", "resize_artwork"),)
@@ -245,7 +246,8 @@ def test_a_step_reported_after_publication_decides_nothing():
     """A late redelivery on a published track starts nothing and publishes nothing."""
     track = track_in(S.PUBLISHED, launched=("checks", "renditions", "publication"))
     passed(track, CHECKS, RENDITIONS, PUBLICATION)
-    assert flow.on_step_finished(track) == NOTHING
+    # only the outcome's event again, a no-op if the winner of the move recorded it
+    assert flow.on_step_finished(track) == Decision(events=("track.published",))
 
 
 def test_a_queued_track_does_not_publish():
@@ -388,3 +390,19 @@ def test_tracks_that_end_unpublished_get_the_email_alone_and_others_do_not():
     for move in Move:
         notifies = TRANSITIONS[move].target in (S.REJECTED, S.FAILED)
         assert flow.on_moved(move, track).notify == notifies, move
+
+
+@pytest.mark.parametrize(
+    ("status", "event"),
+    [
+        (S.PUBLISHED, "track.published"),
+        (S.REJECTED, "track.rejected"),
+        (S.FAILED, "track.failed"),
+        (S.HELD_FOR_REVIEW, "track.held_for_review"),
+    ],
+)
+def test_a_step_reported_after_the_outcome_records_its_event_again(status: S, event: str):
+    """A redelivered report on an ended or held track asks for the outcome's event (idempotent
+    by id), so a winner that died between its move and the event loses nothing."""
+    track = track_in(status, launched=("checks",))
+    assert flow.on_step_finished(track) == Decision(events=(event,))

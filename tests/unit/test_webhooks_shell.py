@@ -14,12 +14,14 @@ from trackflow.tasks.app import app
 
 
 def test_publication_records_one_published_event(_no_webhook_io: list[tuple[str, Any]]):
-    """The last step publishes once and records track.published once, however often asked."""
+    """The last step publishes once and asks for track.published; a report after that asks
+    again (the event's id makes the second a no-op: tests/integration/test_webhooks.py)."""
     store = FakeStore(a_track(Status.PROCESSING, CHECKS, RENDITIONS, PUBLICATION))
     with mock.patch.object(app, "send_task"):
         workflow.advance(store, store.track)
         workflow.advance(store, store.track)
-    assert _no_webhook_io == [("event", "track.published")]
+    assert store.track["status"] == Status.PUBLISHED
+    assert _no_webhook_io == [("event", "track.published")] * 2
 
 
 def test_a_rejection_records_its_event_beside_the_email(_no_webhook_io: list[tuple[str, Any]]):

@@ -16,7 +16,7 @@ from typing import Any
 
 from trackflow.media.fingerprint import Match, MatchPolicy
 
-__all__ = ["PUBLISHED_TRACK", "REFERENCE_WORK", "Verdict", "judge"]
+__all__ = ["PUBLISHED_TRACK", "REFERENCE_WORK", "Verdict", "judge", "review_rejection"]
 
 REFERENCE_WORK = "reference_work"
 PUBLISHED_TRACK = "published_track"
@@ -50,6 +50,20 @@ class Verdict:
             f"{_clock(best['upload_offset_s'])} of the upload, at {_clock(best['work_offset_s'])} "
             "of the work"
         )
+
+
+def review_rejection(matches: Sequence[Mapping[str, Any]], note: str = "") -> str:
+    """What the uploader reads when a reviewer confirms a held match: the reference work by
+    title and rights holder, another user's published track by nothing that tells who."""
+    best = matches[0] if matches else {}
+    if best.get("kind") == REFERENCE_WORK or best.get("title"):
+        holder = best.get("rights_holder", best.get("owner"))
+        what = f"'{best['title']}', whose rights holder is {holder}"
+    elif best.get("kind") == PUBLISHED_TRACK:
+        what = "a track already published on this service"
+    else:
+        what = "a protected work"
+    return f"a reviewer confirmed that the upload contains {what}" + (f": {note}" if note else "")
 
 
 def _clock(seconds: float) -> str:
