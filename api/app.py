@@ -37,12 +37,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     serve_web_client(app)
     serve_docs(app)
     handle_errors(app)
-    # added last, so outermost: every answer gets the headers, no body is read past the limit
+    # the last added is the outermost: the body limit refuses before anything reads the body,
+    # and the security headers, outside it, go on every answer, a 413 included
+    app.add_middleware(BodyLimit, limit=settings.max_request_body_bytes)
     app.add_middleware(
         SecurityHeaders,
         page_policies={"/docs": DOCS_POLICY, "/app": web_client_policy(settings)},
     )
-    app.add_middleware(BodyLimit, limit=settings.max_request_body_bytes)
     for router in ROUTERS:
         app.include_router(router)
     return app

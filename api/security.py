@@ -33,11 +33,12 @@ class BodyTooLarge(HTTPException):
 
 
 def _too_large(limit: int) -> JSONResponse:
+    # the same sentence as a body found too large while read (errors._HTTP_ERRORS), with the limit
     return JSONResponse(
         {
             "error": {
                 "code": "body_too_large",
-                "message": f"the request body is over the limit of {limit} bytes",
+                "message": f"the request body is over this service's size limit ({limit} bytes)",
             }
         },
         status_code=413,

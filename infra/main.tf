@@ -35,7 +35,7 @@ locals {
     } }
   )
 
-  # trackflow/state/schema.py, table for table
+  # trackflow/adapters/state/schema.py, table for table
   tables = {
     tracks = {
       name       = "${local.name_prefix}-tracks"

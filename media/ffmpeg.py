@@ -62,8 +62,7 @@ def ffmpeg_exe() -> str:
 def input_args(path: Path, demuxer: str) -> list[str]:
     """Arguments that open ``path`` with exactly ``demuxer`` and nothing but local protocols, and
     decode it in one thread: a worker runs a media job per core already, and a decoder's frame
-    threads only added handovers (`make bench-e2e`, two pairs of runs: 1-4% fewer CPU seconds
-    for the same work, bare and whole system alike, one track's latency unchanged)."""
+    threads only added handovers (docs/performance.md)."""
     return [
         "-threads", "1",
         "-protocol_whitelist", ALLOWED_PROTOCOLS,

@@ -8,6 +8,7 @@ no remote control or events (SQS has no fanout for them).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import quote, urlparse
 
@@ -43,8 +44,6 @@ def _route(name: str, *_: Any, **__: Any) -> dict[str, str] | None:
 def _credentials(settings: Settings) -> tuple[str, str] | None:
     if settings.aws_target is AwsTarget.AWS:
         return None  # the default credential chain (task role, profile, ...)
-    import os
-
     return (
         os.environ.get("AWS_ACCESS_KEY_ID", EMULATOR_CREDENTIALS["aws_access_key_id"]),
         os.environ.get("AWS_SECRET_ACCESS_KEY", EMULATOR_CREDENTIALS["aws_secret_access_key"]),

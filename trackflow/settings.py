@@ -269,11 +269,6 @@ class Settings(BaseSettings):
             return self.aws_target is AwsTarget.EMBEDDED
         return self.webhook_allow_loopback
 
-    @property
-    def oidc(self) -> bool:
-        """Whether tokens come from an OpenID Connect provider (else: our own HS256)."""
-        return self.oidc_issuer is not None
-
     @functools.cached_property
     def names(self) -> dict[str, str]:
         return resource_names(self.prefix)

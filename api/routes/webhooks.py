@@ -4,10 +4,10 @@ in trackflow/domain/webhooks.py, delivery in tasks/webhooks.py."""
 
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, Strict
 
 from trackflow.adapters import aws
 from trackflow.adapters.state.social import encode_cursor
@@ -16,26 +16,17 @@ from trackflow.api.dependencies import AppSettings, Caller
 from trackflow.api.errors import ApiError
 from trackflow.api.paging import Cursor, parse_cursor
 from trackflow.api.schemas import RequestBody
-from trackflow.domain.webhooks import EVENT_TYPES, UnsafeUrl
+from trackflow.domain.webhooks import EVENT_TYPES, EventType, UnsafeUrl
 from trackflow.settings import Settings
 from trackflow.tasks import webhooks as delivery
 
 router = APIRouter()
 
-EventType = Literal[
-    "track.published",
-    "track.rejected",
-    "track.failed",
-    "track.held_for_review",
-    "track.deleted",
-    "track.progress",
-]
-assert set(get_args(EventType)) == set(EVENT_TYPES)  # one list, spelled twice
-
 
 class WebhookRequest(RequestBody):
     url: str = Field(min_length=1, max_length=2000, description="https URL that receives events")
-    events: list[EventType] = Field(
+    # bodies are strict, but an event type arrives as its JSON string, the enum's value
+    events: list[Annotated[EventType, Strict(False)]] = Field(
         min_length=1, max_length=len(EVENT_TYPES), description="event types to receive"
     )
     all_tracks: bool = Field(False, description="administrators: events about every track")
@@ -143,7 +134,7 @@ def add_webhook(
     endpoint = store.create_endpoint(
         owner=caller.user_id,
         url=request.url,
-        events=list(dict.fromkeys(request.events)),
+        events=list(dict.fromkeys(str(event) for event in request.events)),
         all_tracks=request.all_tracks,
         secret=secret,
     )

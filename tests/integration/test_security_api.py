@@ -222,7 +222,8 @@ def test_a_validation_error_names_the_field_in_our_words(api: TestClient, settin
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(settings: Settings):
-    """Content-Length over the limit: 413 in the error shape, from any route."""
+    """Content-Length over the limit: 413 in the error shape, with the security headers, from
+    any route."""
     small = TestClient(create_app(settings.model_copy(update={"max_request_body_bytes": 1024})))
     body = json.dumps({"filename": "a" * 2000, "content_type": "audio/mpeg"}).encode()
     for path in ("/v1/uploads", "/v1/nowhere"):
@@ -232,6 +233,7 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(settings: Settings):
             headers={**_auth(settings, "alice"), "Content-Type": "application/json"},
         )
         assert _assert_error_shape(response, 413)["code"] == "body_too_large"
+        assert response.headers["x-content-type-options"] == "nosniff"
 
 
 def test_a_streamed_body_over_the_limit_is_refused(settings: Settings):

@@ -94,8 +94,8 @@ def client(service: str, settings: Settings | None = None, *, validated: bool = 
 
     ``validated=False`` leaves out botocore's check of every request against the service model,
     for requests that one piece of code builds by the thousand in one fixed shape (the copyright
-    catalogue's postings): the service still refuses a malformed one, and for a lookup of a
-    track's 8,800 hashes the check cost a quarter of the client's CPU (0.22-0.27 -> 0.19 s)."""
+    catalogue's postings): the service still refuses a malformed one, and the check is a large
+    share of such a request's client CPU (docs/performance.md)."""
     return _client(service, settings or get_settings(), os.getpid(), validated)
 
 

@@ -25,14 +25,14 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from trackflow.domain.track import Status, public_record
+from trackflow.domain.track import public_record
 
 __all__ = [
     "DEFAULT_EVENTS",
     "EVENT_TYPES",
     "MAX_BODY_BYTES",
-    "OUTCOME_EVENTS",
     "Answer",
+    "EventType",
     "Target",
     "UnsafeUrl",
     "address_refusal",
@@ -54,25 +54,20 @@ __all__ = [
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # the spec asks for at least 24 random bytes
 
+
 # Every type an endpoint may ask for; track.progress only when asked for by name, as it is
 # chatty (a stage started), the others are outcomes and a deletion.
-EVENT_TYPES: tuple[str, ...] = (
-    "track.published",
-    "track.rejected",
-    "track.failed",
-    "track.held_for_review",
-    "track.deleted",
-    "track.progress",
-)
-DEFAULT_EVENTS: tuple[str, ...] = tuple(t for t in EVENT_TYPES if t != "track.progress")
+class EventType(StrEnum):
+    PUBLISHED = "track.published"
+    REJECTED = "track.rejected"
+    FAILED = "track.failed"
+    HELD_FOR_REVIEW = "track.held_for_review"
+    DELETED = "track.deleted"
+    PROGRESS = "track.progress"
 
-# The status a track ends in (or waits in, for review) -> the event that tells of it.
-OUTCOME_EVENTS: Mapping[Status, str] = {
-    Status.PUBLISHED: "track.published",
-    Status.REJECTED: "track.rejected",
-    Status.FAILED: "track.failed",
-    Status.HELD_FOR_REVIEW: "track.held_for_review",
-}
+
+EVENT_TYPES: tuple[str, ...] = tuple(str(t) for t in EventType)
+DEFAULT_EVENTS: tuple[str, ...] = tuple(t for t in EVENT_TYPES if t != "track.progress")
 
 # The spec advises payloads under about 20 kB; a body over it leaves out the per-step detail.
 MAX_BODY_BYTES = 20_000
