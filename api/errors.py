@@ -10,6 +10,7 @@ in our words, so that no input (a lone surrogate, NaN, a huge body) can break th
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from botocore.exceptions import ClientError
 from fastapi import FastAPI, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
@@ -197,7 +198,18 @@ async def _http_error(_: Request, error: HTTPException) -> Response:
 
 
 async def _unexpected(request: Request, error: Exception) -> Response:
-    """Whatever was not foreseen: logged in full, answered in the one shape without detail."""
+    """Whatever was not foreseen: logged in full, answered in the one shape without detail.
+    One foreseen case arrives here too: DynamoDB refuses a page's start key that a client
+    edited in its cursor (moto does not), which is the client's error, not ours."""
+    if (
+        isinstance(error, ClientError)
+        and error.response.get("Error", {}).get("Code") == "ValidationException"
+        and request.query_params.get("cursor")
+    ):
+        return JSONResponse(
+            {"error": {"code": "bad_cursor", "message": "the cursor does not fit this listing"}},
+            status_code=400,
+        )
     log.error("unhandled_error", path=request.url.path, error=repr(error)[:500])
     return JSONResponse(
         {"error": {"code": "internal_error", "message": "something failed on our side"}},

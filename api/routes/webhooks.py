@@ -14,7 +14,7 @@ from trackflow.adapters.state.social import encode_cursor
 from trackflow.adapters.state.webhooks import ALL_TRACKS, WebhookStore
 from trackflow.api.dependencies import AppSettings, Caller
 from trackflow.api.errors import ApiError
-from trackflow.api.paging import Cursor, parse_cursor
+from trackflow.api.paging import Cursor, own_cursor
 from trackflow.api.schemas import RequestBody
 from trackflow.domain.webhooks import EVENT_TYPES, EventType, UnsafeUrl
 from trackflow.settings import Settings
@@ -198,7 +198,9 @@ def list_deliveries(
 ) -> dict[str, Any]:
     """The endpoint's deliveries, newest first."""
     items, last = store.deliveries(
-        endpoint["endpoint_id"], limit=limit, cursor=parse_cursor(cursor)
+        endpoint["endpoint_id"],
+        limit=limit,
+        cursor=own_cursor(cursor, "endpoint_id", endpoint["endpoint_id"], "endpoint's deliveries"),
     )
     return {"deliveries": [_delivery_view(i) for i in items], "next_cursor": encode_cursor(last)}
 

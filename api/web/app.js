@@ -56,11 +56,14 @@ const STATUS_TEXT = {
   failed: "failed",
 };
 
+// A match names a reference work by title and rights holder; another user's published track by
+// nothing that tells who (the API leaves those fields out).
+function describeMatch(match) {
+  if (match.kind === "published_track") return "a track already published here";
+  return `“${match.title}” (${match.rights_holder || match.owner})`;
+}
+
 function reason(track) {
-  if (track.status === "rejected" && track.copyright?.matches?.length) {
-    const best = track.copyright.matches[0];
-    return `It contains “${best.title}” (owned by ${best.owner}) from ${clock(best.upload_offset_s)}.`;
-  }
   if (track.error) {
     const where = track.error.step ? ` in ${humanStep(track.error.step)}` : "";
     return `${track.error.message} (${track.error.code}${where})`;
@@ -448,7 +451,7 @@ function facts(play) {
     rows.push([
       "Copyright",
       matches.length
-        ? matches.map((m) => `${m.title} (${m.owner}), ${Math.round(m.matched_s)} s matched`).join("; ")
+        ? matches.map((m) => `${describeMatch(m)}, ${Math.round(m.matched_s)} s matched`).join("; ")
         : "no protected work found",
     ]);
   }

@@ -3,10 +3,13 @@ through ``app.dependency_overrides`` and the routes run on the fakes, with no AW
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -152,3 +155,29 @@ def test_without_an_override_a_token_is_still_required(app: FastAPI):
     refused = TestClient(app).get("/v1/tracks")
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "unauthenticated"
+
+
+class RefusingTrackStore(FakeTrackStore):
+    """DynamoDB's answer to a start key that does not fit the table (moto accepts any)."""
+
+    def list_for_owner(
+        self, owner: str, limit: int = 50, cursor: Mapping[str, Any] | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        error = {"Error": {"Code": "ValidationException", "Message": "The provided key..."}}
+        raise ClientError(error, "Query")
+
+
+def test_an_edited_cursor_is_the_client_s_error_not_ours(app: FastAPI):
+    """A cursor that decodes but names a start key the table refuses is a 400 bad_cursor, and
+    one that is not a flat key (nested values) never reaches the store."""
+    app.dependency_overrides[track_store] = lambda: RefusingTrackStore()
+    _as(app, "alice")
+    api = TestClient(app, raise_server_exceptions=False)  # answered as a deployment would
+
+    def cursor(value: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
+
+    for value in ({"owner": "alice", "created_at": 5}, {"owner": "alice", "x": {"S": "1"}}):
+        refused = api.get("/v1/tracks", params={"cursor": cursor(value)})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["code"] == "bad_cursor"

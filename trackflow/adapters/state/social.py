@@ -31,7 +31,11 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
         value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, TypeError) as exc:
         raise ValueError("malformed cursor") from exc
-    if not isinstance(value, dict):
+    # a cursor is a page's start key: attribute names to strings or whole numbers, nothing else
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str | int) and not isinstance(v, bool)
+        for k, v in value.items()
+    ):
         raise ValueError("malformed cursor")
     return value
 
