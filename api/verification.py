@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from botocore.exceptions import BotoCoreError, ClientError
 
 from trackflow.adapters import aws
+from trackflow.adapters.mail import send_email
 from trackflow.adapters.state.ratelimit import RateLimiter
 from trackflow.adapters.state.users import EmailVerifications, UserStore
 from trackflow.api.errors import ApiError
@@ -89,17 +90,7 @@ class ProfileChanges:
         )
         time.sleep(wait)  # our slot: sending earlier would exceed the account's rate
         try:
-            aws.client("ses", s).send_email(
-                Source=s.email_sender,
-                Destination={"ToAddresses": [address]},
-                Message={
-                    "Subject": {"Data": email.subject, "Charset": "UTF-8"},
-                    "Body": {
-                        "Text": {"Data": email.text, "Charset": "UTF-8"},
-                        "Html": {"Data": email.html, "Charset": "UTF-8"},
-                    },
-                },
-            )
+            send_email(s, address, email)
         except (BotoCoreError, ClientError) as error:
             log.error("verification_email_failed", user_id=user_id, error=repr(error)[:300])
             raise ApiError(

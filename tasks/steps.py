@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from trackflow.adapters import aws
+from trackflow.adapters.mail import send_email
 from trackflow.adapters.search import TrackDocument, open_search
 from trackflow.adapters.state.catalogue import WorkStatus, chunk_count, pack_landmarks
 from trackflow.adapters.state.dynamo import now_iso
@@ -276,21 +277,11 @@ def notify_uploader(ctx: StepContext) -> StepResult:
         )
         return StepResult()
     email = compose(outcome, ctx.track, s.link_base)
-    response = aws.client("ses", s).send_email(
-        Source=s.email_sender,
-        Destination={"ToAddresses": [address]},
-        Message={
-            "Subject": {"Data": email.subject, "Charset": "UTF-8"},
-            "Body": {
-                "Text": {"Data": email.text, "Charset": "UTF-8"},
-                "Html": {"Data": email.html, "Charset": "UTF-8"},
-            },
-        },
-    )
+    message_id = send_email(s, address, email)
     sent = {
         "state": "sent",
         "sent_at": now_iso(),
-        "message_id": response["MessageId"],
+        "message_id": message_id,
         "to": address,
     }
     store.confirm_notification(ctx.track_id, outcome, sent)

@@ -40,10 +40,13 @@ import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
 from trackflow.adapters import aws
+from trackflow.adapters.mail import send_email
 from trackflow.adapters.state.dynamo import now_iso
+from trackflow.adapters.state.ratelimit import RateLimiter
 from trackflow.adapters.state.users import UserStore
 from trackflow.adapters.state.webhooks import DeliveryState, WebhookStore
 from trackflow.domain import webhooks as domain
+from trackflow.domain.emails import compose_endpoint_disabled, deliverable_address
 from trackflow.domain.webhooks import Answer, Target, UnsafeUrl
 from trackflow.logs import get_logger
 from trackflow.settings import Settings, WorkerGroup, get_settings
@@ -264,20 +267,19 @@ def _disable(store: WebhookStore, endpoint: Mapping[str, Any], reason: str) -> N
         user = UserStore(aws.client("dynamodb", settings), settings.table("users")).ensure(
             endpoint["owner"]
         )
-        if user.get("email_opt_out"):
+        address = deliverable_address(user)
+        if user.get("email_opt_out") or address is None:
             return
-        text = (
-            f"Your webhook endpoint {endpoint['url']} ({endpoint['endpoint_id']}) was disabled: "
-            f"{reason}. No more events go to it; register it again once it answers."
-        )
-        aws.client("ses", settings).send_email(
-            Source=settings.email_sender,
-            Destination={"ToAddresses": [user["email"]]},
-            Message={
-                "Subject": {"Data": "A webhook endpoint was disabled", "Charset": "UTF-8"},
-                "Body": {"Text": {"Data": text, "Charset": "UTF-8"}},
-            },
-        )
+        # within the account's send rate, as every email of ours; a booked-up rate waits here,
+        # on the I/O lane, rather than lose the one notice
+        wait = RateLimiter(
+            aws.client("dynamodb", settings),
+            settings.table("idempotency"),
+            "ses",
+            settings.email_rate_per_s,
+        ).reserve(max_wait_s=settings.retry_backoff_max_s)
+        time.sleep(wait or 0.0)
+        send_email(settings, address, compose_endpoint_disabled(endpoint, reason))
     except (BotoCoreError, ClientError):
         log.exception("webhook_disable_email_not_sent", endpoint_id=endpoint["endpoint_id"])
 

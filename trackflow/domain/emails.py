@@ -3,6 +3,7 @@ confirms a new address, and which address may receive them. Pure rendering and r
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ __all__ = [
     "LOCAL_DOMAIN",
     "Email",
     "compose",
+    "compose_endpoint_disabled",
     "compose_verification",
     "deliverable_address",
     "local_address",
@@ -117,4 +119,17 @@ def compose_verification(user_id: str, address: str, link: str, valid_hours: int
         subject="Confirm your email address for trackflow",
         text=_ENV.get_template("verify.txt").render(context),
         html=_ENV.get_template("verify.html").render(context),
+    )
+
+
+def compose_endpoint_disabled(endpoint: Mapping[str, Any], reason: str) -> Email:
+    """The notice to a webhook endpoint's owner that it was disabled, and why."""
+    text = (
+        f"Your webhook endpoint {endpoint['url']} ({endpoint['endpoint_id']}) was disabled: "
+        f"{reason}. No more events go to it; register it again once it answers."
+    )
+    return Email(
+        subject="A webhook endpoint was disabled",
+        text=text,
+        html=f"<p>{html.escape(text)}</p>",
     )
