@@ -83,11 +83,15 @@ def known_query_only(request: Request) -> None:
     if not request.query_params:
         return
     route = request.scope.get("route")
-    unknown = set(request.query_params) - (
-        _route_query_names(route) if isinstance(route, APIRoute) else frozenset()
-    )
-    if unknown:
-        raise ApiError(400, "unknown_parameter", f"unknown query parameters: {sorted(unknown)}")
+    known = _route_query_names(route) if isinstance(route, APIRoute) else frozenset()
+    if set(request.query_params) - known:
+        # what the route takes, not what was sent: an answer never echoes the input
+        takes = ", ".join(sorted(known)) or "none"
+        raise ApiError(
+            400,
+            "unknown_parameter",
+            f"a query parameter this route does not take (it takes: {takes})",
+        )
 
 
 async def _api_error(_: Request, error: ApiError) -> Response:
