@@ -11,8 +11,9 @@ from trackflow.adapters.search import open_search
 from trackflow.adapters.state.dynamo import now_iso
 from trackflow.domain.copyright import review_rejection
 from trackflow.domain.keys import media_key
+from trackflow.domain.track import lane_of
 from trackflow.pipeline.flow import Move, allowed_from
-from trackflow.settings import Lane, WorkerGroup, get_settings
+from trackflow.settings import WorkerGroup, get_settings
 from trackflow.tasks import webhooks
 from trackflow.tasks.app import app, routed
 from trackflow.tasks.catalogue import catalogue_store, start_indexing
@@ -72,7 +73,7 @@ def delete_track(track: dict[str, Any]) -> None:
         remove_work(work["work_id"])
     if track.get("published_at"):
         fan_out(
-            track["owner"], feed_entry(track), Lane(track.get("lane", Lane.STANDARD)), remove=True
+            track["owner"], feed_entry(track), lane_of(track), remove=True
         )
     track_store().mark(track_id, deleted_at=now_iso())
     webhooks.emit_deleted(track)

@@ -22,7 +22,7 @@ from trackflow.adapters import aws
 from trackflow.adapters.state.dynamo import now_iso
 from trackflow.consumer.admission import admit
 from trackflow.consumer.events import ObjectCreated, PoisonMessage
-from trackflow.domain.track import STEP_NAMES, Status, StepStatus
+from trackflow.domain.track import STEP_NAMES, Status, StepStatus, lane_of
 from trackflow.logs import get_logger
 from trackflow.pipeline import flow
 from trackflow.pipeline.flow import NOTHING, Move
@@ -92,7 +92,7 @@ def sweep(settings: Settings | None = None, now: datetime | None = None) -> Swee
     for status in (Status.QUEUED, Status.PROCESSING):
         for track in store.list_by_status(status, updated_before=stalled):
             running = any(s.get("status") == StepStatus.RUNNING for s in track["steps"].values())
-            lane = Lane(track.get("lane", Lane.STANDARD))
+            lane = lane_of(track)
             if lane not in idle:
                 idle[lane] = lane_idle(settings, lane)
             if track["updated_at"] < stuck or (not running and idle[lane]):

@@ -20,13 +20,12 @@ from trackflow.adapters.state.users import UserStore
 from trackflow.domain.copyright import judge
 from trackflow.domain.emails import compose, deliverable_address
 from trackflow.domain.keys import PEAKS_ARTIFACT, rendition_artifact
-from trackflow.domain.track import Status
+from trackflow.domain.track import Status, lane_of
 from trackflow.errors import NotReady, WaitForSlot
 from trackflow.logs import get_logger
 from trackflow.media import fingerprint, recipes, transcode
 from trackflow.media.ffmpeg import LoudnessStats
 from trackflow.pipeline.flow import Move
-from trackflow.settings import Lane
 from trackflow.tasks.catalogue import (
     all_landmarks,
     catalogue_store,
@@ -217,7 +216,7 @@ def index_track(ctx: StepContext) -> StepResult:
 def publish_feed(ctx: StepContext) -> StepResult:
     """Put the track in every follower's feed, one bounded page of followers per task."""
     pages = fan_out(
-        ctx.track["owner"], feed_entry(ctx.track), Lane(ctx.track.get("lane", Lane.STANDARD))
+        ctx.track["owner"], feed_entry(ctx.track), lane_of(ctx.track)
     )
     return StepResult(fields={"feed": {"pages": pages, "published_at": now_iso()}})
 

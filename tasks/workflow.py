@@ -17,7 +17,7 @@ from celery.canvas import Signature
 
 from trackflow.adapters.state.dynamo import now_iso
 from trackflow.adapters.state.tracks import TrackStore
-from trackflow.domain.track import STEP_BY_NAME, Stage
+from trackflow.domain.track import STEP_BY_NAME, Stage, lane_of
 from trackflow.logs import get_logger
 from trackflow.pipeline import flow
 from trackflow.pipeline.flow import Decision, Move
@@ -36,10 +36,6 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
-
-
-def _lane(track: Mapping[str, Any]) -> Lane:
-    return Lane(track.get("lane", Lane.STANDARD))
 
 
 def _step(name: str, track_id: str, lane: Lane) -> Signature:
@@ -64,7 +60,7 @@ def launch_stage(
     track_id = track["track_id"]
     if not force and not store.claim_stage(track_id, stage.name):
         return False
-    stage_signature(track_id, _lane(track), stage).apply_async()
+    stage_signature(track_id, lane_of(track), stage).apply_async()
     webhooks.emit_progress(track, stage.name)  # only endpoints that asked for progress hear it
     if stage.name == flow.FIRST_STAGE.name:
         # Admission relaunches a track that stays queued without this mark (its consumer died
@@ -76,7 +72,7 @@ def launch_stage(
 
 def notify_outcome(track: Mapping[str, Any]) -> None:
     """Send the email step on its own: the track ended before publication would have run it."""
-    notify_signature(track["track_id"], _lane(track)).apply_async()
+    notify_signature(track["track_id"], lane_of(track)).apply_async()
 
 
 def perform(store: TrackStore, track: Mapping[str, Any], decision: Decision) -> None:

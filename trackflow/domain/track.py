@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from trackflow.settings import WorkerGroup
+from trackflow.settings import Lane, WorkerGroup
 
 __all__ = [
     "ACTIVE",
@@ -25,6 +25,7 @@ __all__ = [
     "Status",
     "StepSpec",
     "StepStatus",
+    "lane_of",
     "progress",
     "public_record",
     "queued_s",
@@ -159,3 +160,8 @@ def public_record(item: Mapping[str, Any]) -> dict[str, Any]:
 
 def initial_steps() -> dict[str, dict[str, Any]]:
     return {name: {"status": str(StepStatus.PENDING), "attempts": 0} for name in STEP_NAMES}
+
+
+def lane_of(track: Mapping[str, Any]) -> Lane:
+    """The lane a track's work runs in (the standard one unless its account has its own)."""
+    return Lane(track.get("lane", Lane.STANDARD))

@@ -189,10 +189,12 @@ class TrackStore:
         self._update(track_id, u)
 
     def clear(self, track_id: str, *names: str) -> None:
-        """Remove fields that no longer hold (a reprocessed track's old error)."""
+        """Remove fields that no longer hold (a reprocessed track's old error); a track deleted
+        meanwhile is not brought back as a husk of its key."""
         u = Update()
         for name in names:
             u.remove(name)
+        u.where("attribute_exists(track_id)")
         self._update(track_id, u)
 
     def claim_resume(self, track_id: str, *, seen_updated_at: str) -> dict[str, Any] | None:
