@@ -49,7 +49,7 @@ def test_a_published_track_reaches_the_receiver_once_signed(settings: Settings, 
             },
         )
         path = write_track(
-            SampleTrack("Hook Song", "Tester", seconds=6, seed=5), tmp_path / "h.mp3"
+            SampleTrack("Hook Song", "Tester", seconds=6, seed=5151), tmp_path / "h.mp3"
         )
         track = upload_and_wait(client, path)
         assert track["status"] == "published", track.get("error")
