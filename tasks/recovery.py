@@ -14,12 +14,15 @@ shell; none of them imports back.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from trackflow.adapters import aws
 from trackflow.adapters.state.dynamo import now_iso
+from trackflow.adapters.state.tracks import TrackStore
 from trackflow.consumer.admission import admit
 from trackflow.consumer.events import ObjectCreated, PoisonMessage
 from trackflow.domain.track import STEP_NAMES, Status, StepStatus, lane_of
@@ -96,27 +99,44 @@ def sweep(settings: Settings | None = None, now: datetime | None = None) -> Swee
             if lane not in idle:
                 idle[lane] = lane_idle(settings, lane)
             if track["updated_at"] < stuck or (not running and idle[lane]):
-                _resume_or_fail(store, track, report)
+                with _one_track(track):
+                    _resume_or_fail(store, track, report)
     expired = _iso(now - timedelta(seconds=settings.presign_expiry_s + 300))
     for track in store.list_by_status(Status.AWAITING_UPLOAD, updated_before=expired):
-        event = _upload_event(settings, track["upload"]["key"])
-        if event is not None:  # it arrived, but its event was lost
-            admit(event, settings, store)
-            report.admitted.append(track["track_id"])
-        else:
-            fail_track(
-                track,
-                None,
-                {
-                    "code": "upload_not_received",
-                    "message": "the file never arrived before its upload "
-                    "link expired; start a new upload",
-                },
-            )
-            report.expired.append(track["track_id"])
+        with _one_track(track):
+            _expire_or_admit(settings, store, track, report)
     if any(report.as_record().values()):
         log.warning("sweep", **report.as_record())
     return report
+
+
+@contextmanager
+def _one_track(track: Mapping[str, Any]) -> Iterator[None]:
+    """One track the sweep cannot handle (a record it does not expect) is logged and passed
+    over: it must not stop the sweep for every track after it."""
+    try:
+        yield
+    except Exception:
+        log.exception("sweep_track_failed", track_id=track.get("track_id"))
+
+
+def _expire_or_admit(
+    settings: Settings, store: TrackStore, track: Mapping[str, Any], report: SweepReport
+) -> None:
+    event = _upload_event(settings, track["upload"]["key"])
+    if event is not None:  # it arrived, but its event was lost
+        admit(event, settings, store)
+        report.admitted.append(track["track_id"])
+        return
+    fail_track(
+        track,
+        None,
+        {
+            "code": "upload_not_received",
+            "message": "the file never arrived before its upload link expired; start a new upload",
+        },
+    )
+    report.expired.append(track["track_id"])
 
 
 def lane_idle(settings: Settings, lane: Lane) -> bool:

@@ -354,3 +354,38 @@ def test_the_emulator_applies_each_dynamodb_request_whole_under_concurrency(sett
     )["Responses"]
     assert len(got[settings.table("fingerprints")]) == 50
     assert len(got[settings.table("idempotency")]) == 1
+
+
+def test_a_record_the_sweep_cannot_handle_does_not_stop_the_sweep(
+    tracks: TrackStore, settings: Settings
+):
+    """A stalled track whose record lacks what the sweep needs is logged and passed over; the
+    tracks after it are still swept (here: an expired upload that never came is failed)."""
+    from datetime import UTC, datetime, timedelta
+
+    from trackflow.tasks.recovery import sweep
+
+    broken = uuid.uuid4().hex
+    tracks.create(
+        {
+            "track_id": broken,
+            "owner": "alice",
+            "status": "queued",
+            "steps": initial_steps(),
+            "updated_at": "2000-01-01T00:00:00.000Z",
+        }
+    )
+    expired = uuid.uuid4().hex
+    tracks.create(
+        {
+            "track_id": expired,
+            "owner": "alice",
+            "status": "awaiting_upload",
+            "steps": initial_steps(),
+            "updated_at": "2000-01-01T00:00:00.000Z",
+            "upload": {"bucket": settings.uploads_bucket, "key": f"uploads/alice/{expired}/a.mp3"},
+        }
+    )
+    report = sweep(settings, now=datetime.now(UTC) + timedelta(days=1))
+    assert expired in report.expired
+    assert tracks.get(expired)["status"] == Status.FAILED
