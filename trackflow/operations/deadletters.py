@@ -51,36 +51,42 @@ def describe(body: str) -> str:
 
 
 def peek(settings: Settings, queue: str, limit: int = 10) -> list[DeadLetter]:
-    """Look at up to ``limit`` dead letters of ``queue`` without taking them out."""
+    """Look at up to ``limit`` dead letters of ``queue`` without taking them out.
+
+    Each one read stays hidden until the look is over, so the next read brings others rather
+    than the same ones again; then all are made visible again at once."""
     sqs = aws.client("sqs", settings)
     url = _url(settings, queue + DLQ_SUFFIX)
     seen: dict[str, DeadLetter] = {}
-    while len(seen) < limit:
-        response = sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=min(10, limit),
-            VisibilityTimeout=10,
-            AttributeNames=["All"],
-        )
-        messages = response.get("Messages", [])
-        if not messages:
-            break
-        for message in messages:
-            seen[message["MessageId"]] = DeadLetter(
-                queue,
-                message["MessageId"],
-                int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
-                describe(message["Body"]),
+    receipts: list[str] = []
+    try:
+        while len(seen) < limit:
+            messages = sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=min(10, limit - len(seen)),
+                VisibilityTimeout=30,
+                AttributeNames=["All"],
+            ).get("Messages", [])
+            fresh = [m for m in messages if m["MessageId"] not in seen]
+            receipts += [m["ReceiptHandle"] for m in messages]
+            if not fresh:
+                break
+            for message in fresh:
+                seen[message["MessageId"]] = DeadLetter(
+                    queue,
+                    message["MessageId"],
+                    int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
+                    describe(message["Body"]),
+                )
+    finally:
+        for start in range(0, len(receipts), 10):
+            sqs.change_message_visibility_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                    for n, handle in enumerate(receipts[start : start + 10])
+                ],
             )
-        sqs.change_message_visibility_batch(
-            QueueUrl=url,
-            Entries=[
-                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                for n, m in enumerate(messages)
-            ],
-        )
-        if len(messages) < 10:
-            break
     return list(seen.values())[:limit]
 
 
