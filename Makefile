@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 TOOLS  := .venv-tools
 ENV    ?= dev
 
-.PHONY: install tools browser run up test lint bench bench-copyright bench-e2e chaos plan deploy infra-docs clean
+.PHONY: install tools browser run up test lint bench bench-copyright bench-e2e bench-clients chaos plan deploy infra-docs clean
 
 $(STAMP): pyproject.toml devstack/pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed") if sys.version_info < (3, 11) else None'
@@ -53,6 +53,9 @@ bench-copyright: install
 
 bench-e2e: install
 	$(BIN)/python -m bench.e2e
+
+bench-clients: install
+	$(BIN)/python -m bench.clients
 
 plan:
 	infra/deploy.sh plan $(ENV)

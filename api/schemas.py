@@ -8,7 +8,13 @@ from trackflow.domain.keys import USER_ID
 
 __all__ = [
     "AccountUpdate",
+    "CompleteRequest",
     "FeedPage",
+    "MultipartPlan",
+    "MultipartUploadResponse",
+    "PartChecksums",
+    "PartUrls",
+    "PartsListing",
     "Playback",
     "PresignedPost",
     "ProfileUpdate",
@@ -50,6 +56,79 @@ class UploadResponse(BaseModel):
     track_id: str
     upload: PresignedPost
     track: dict[str, Any]
+
+
+CRC32_BASE64 = r"^[A-Za-z0-9+/]{6}==$"  # four bytes, base64: as S3 spells x-amz-checksum-crc32
+
+
+class PartUrl(BaseModel):
+    number: int
+    url: str = Field(description="PUT the part's bytes here, with its x-amz-checksum-crc32")
+
+
+class MultipartPlan(BaseModel):
+    upload_id: str
+    key: str
+    size: int
+    part_size: int = Field(description="every part but the last is exactly this long")
+    part_count: int
+    parts: list[PartUrl] = Field(
+        description="part URLs (none yet: each URL signs its part's CRC32, which the client "
+        "sends first to POST /v1/uploads/{track_id}/parts)"
+    )
+    expires_at: str = Field(description="when the unfinished upload is aborted")
+
+
+class MultipartUploadResponse(BaseModel):
+    track_id: str
+    multipart: MultipartPlan
+    track: dict[str, Any]
+
+
+class PartChecksum(RequestBody):
+    number: int = Field(ge=1, le=10_000)
+    checksum_crc32: str = Field(pattern=CRC32_BASE64, description="the part's CRC32, base64")
+
+
+class PartChecksums(RequestBody):
+    parts: list[PartChecksum] = Field(min_length=1, max_length=1000)
+
+
+class PartUrls(BaseModel):
+    parts: list[PartUrl]
+    expires_at: str
+
+
+class HeldPart(BaseModel):
+    number: int
+    etag: str
+    size: int
+    checksum_crc32: str | None = None
+
+
+class PartsListing(BaseModel):
+    upload_id: str
+    part_size: int
+    part_count: int
+    uploaded: list[HeldPart] = Field(description="the parts S3 holds, by number")
+    missing: list[int] = Field(description="part numbers still to send")
+    uploaded_bytes: int
+    expires_at: str
+
+
+# One completion names every part, and a request body is at most max_request_body_bytes
+# (64 KiB): 400 parts of ~130 bytes fit; the API plans no more (api/storage.py plan_parts).
+MAX_COMPLETE_PARTS = 400
+
+
+class CompletedPart(RequestBody):
+    number: int = Field(ge=1, le=10_000)
+    etag: str = Field(min_length=1, max_length=80)
+    checksum_crc32: str | None = Field(None, pattern=CRC32_BASE64)
+
+
+class CompleteRequest(RequestBody):
+    parts: list[CompletedPart] = Field(min_length=1, max_length=MAX_COMPLETE_PARTS)
 
 
 class TrackList(BaseModel):

@@ -1,15 +1,85 @@
 """Presigned access to S3: clients upload straight to S3 and fetch media from it, so that no
 audio passes through the API."""
 
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from trackflow.adapters import aws
 from trackflow.api.errors import ApiError
 from trackflow.api.schemas import PresignedPost
 from trackflow.settings import Settings
 
-__all__ = ["Storage"]
+__all__ = ["PartPlan", "Storage", "check_completion", "plan_parts"]
+
+MAX_PARTS = 10_000  # S3's limit on one multipart upload
+MIN_PART_BYTES = 5 * 1024**2  # S3's minimum for every part but the last
+MAX_PART_BYTES = 5 * 1024**3
+MIB = 1024**2
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    """How a file of ``size`` bytes goes up: ``count`` parts of ``part_size`` (the last shorter)."""
+
+    size: int
+    part_size: int
+    count: int
+
+    def length(self, number: int) -> int:
+        """The exact length of part ``number`` (1-based)."""
+        return min(self.part_size, self.size - (number - 1) * self.part_size)
+
+
+def plan_parts(size: int, preferred_part_bytes: int, max_parts: int = MAX_PARTS) -> PartPlan:
+    """Parts of the preferred length, or longer (whole MiB) when the file would need more than
+    ``max_parts`` (at most S3's 10,000); never below S3's 5 MiB minimum."""
+    if size <= 0:
+        raise ValueError("a multipart upload needs a size")
+    most = min(max_parts, MAX_PARTS)
+    part_size = max(preferred_part_bytes, MIN_PART_BYTES, math.ceil(size / most / MIB) * MIB)
+    if part_size > MAX_PART_BYTES:
+        raise ValueError("the file is over S3's largest object in parts")
+    return PartPlan(size, part_size, math.ceil(size / part_size))
+
+
+def check_completion(
+    plan: PartPlan, claimed: Iterable[Mapping[str, Any]], held: Mapping[int, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The parts to complete with, in order, once every part of the plan is claimed and S3
+    holds each with the claimed ETag and its exact length; ApiError naming what is wrong."""
+    by_number = {int(part["number"]): part for part in claimed}
+    missing = [n for n in range(1, plan.count + 1) if n not in by_number or n not in held]
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise ApiError(409, "parts_missing", f"parts not uploaded yet: {shown}")
+    extra = sorted(set(by_number) - set(range(1, plan.count + 1)))
+    if extra:
+        raise ApiError(400, "unknown_parts", f"the upload has {plan.count} parts, not {extra[0]}")
+    parts = []
+    for number in range(1, plan.count + 1):
+        part, stored = by_number[number], held[number]
+        if _bare(part["etag"]) != _bare(stored["etag"]):
+            raise ApiError(409, "part_changed", f"part {number} is not the one S3 holds")
+        if stored["size"] != plan.length(number):
+            expected = plan.length(number)
+            raise ApiError(
+                409, "part_size", f"part {number} is {stored['size']} bytes, not {expected}"
+            )
+        checksum = part.get("checksum_crc32") or stored.get("checksum_crc32")
+        parts.append(
+            {"PartNumber": number, "ETag": stored["etag"]}
+            | ({"ChecksumCRC32": checksum} if checksum else {})
+        )
+    return parts
+
+
+def _bare(etag: str) -> str:
+    return etag.strip().strip('"')
 
 
 def expires_in(seconds: int) -> str:
@@ -64,6 +134,100 @@ class Storage:
             max_bytes=high,
             expires_at=expires_at,
         )
+
+    # --- multipart uploads: the key and type fixed at creation, as a POST policy fixes them ----
+    def create_multipart(self, key: str, content_type: str) -> str:
+        """Start a multipart upload whose every part must carry its CRC32 (S3 then checks each
+        part's bytes against it); its upload id."""
+        answer = self._s3.create_multipart_upload(
+            Bucket=self._settings.uploads_bucket,
+            Key=key,
+            ContentType=content_type,
+            ChecksumAlgorithm="CRC32",
+        )
+        return str(answer["UploadId"])
+
+    def part_url(self, key: str, upload_id: str, number: int, checksum_crc32: str) -> str:
+        """A presigned UploadPart that signs the part's CRC32: S3 refuses an unsigned
+        x-amz-checksum-* header on a presigned URL, so the value is bound in the signature and
+        the uploader must send exactly it."""
+        return str(
+            self._s3.generate_presigned_url(
+                "upload_part",
+                Params={
+                    "Bucket": self._settings.uploads_bucket,
+                    "Key": key,
+                    "UploadId": upload_id,
+                    "PartNumber": number,
+                    "ChecksumCRC32": checksum_crc32,
+                },
+                ExpiresIn=self._settings.presign_expiry_s,
+            )
+        )
+
+    def part_urls_expire_at(self) -> str:
+        return expires_in(self._settings.presign_expiry_s)
+
+    def held_parts(self, key: str, upload_id: str) -> dict[int, dict[str, Any]]:
+        """The parts S3 holds, by number (every page of ListParts)."""
+        held: dict[int, dict[str, Any]] = {}
+        marker = 0
+        while True:
+            page = self._call(
+                "list_parts",
+                Bucket=self._settings.uploads_bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumberMarker=marker,
+            )
+            for part in page.get("Parts", []):
+                held[int(part["PartNumber"])] = {
+                    "number": int(part["PartNumber"]),
+                    "etag": _bare(part["ETag"]),
+                    "size": int(part["Size"]),
+                    "checksum_crc32": part.get("ChecksumCRC32"),
+                }
+            if not page.get("IsTruncated"):
+                return held
+            marker = int(page["NextPartNumberMarker"])
+
+    def complete_multipart(self, key: str, upload_id: str, parts: list[dict[str, Any]]) -> None:
+        self._call(
+            "complete_multipart_upload",
+            Bucket=self._settings.uploads_bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": parts},
+        )
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Abort the upload; one that is already gone is no error (aborting twice is one)."""
+        try:
+            self._call(
+                "abort_multipart_upload",
+                Bucket=self._settings.uploads_bucket,
+                Key=key,
+                UploadId=upload_id,
+            )
+        except ApiError as error:
+            if error.code != "upload_gone":
+                raise
+
+    def _call(self, operation: str, **params: Any) -> Any:
+        """An S3 call on an upload, its refusals told in our words."""
+        try:
+            return getattr(self._s3, operation)(**params)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchUpload", "404"):
+                raise ApiError(
+                    409, "upload_gone", "the upload was completed, aborted or has expired"
+                ) from error
+            if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall", "BadDigest"):
+                raise ApiError(
+                    409, "parts_invalid", f"S3 refused the parts ({code}); list them and resend"
+                ) from error
+            raise
 
     def media_url(self, uri: str) -> str:
         """A presigned GET of an ``s3://`` artifact, for the media URL expiry."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import random
 import re
+import threading
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -15,7 +19,7 @@ import httpx
 from trackflow.cli.errors import ApiError
 from trackflow.domain.track import TERMINAL
 
-__all__ = ["ApiClient", "ApiError", "guess_content_type"]
+__all__ = ["ApiClient", "ApiError", "crc32_base64", "guess_content_type"]
 
 # each audio type, and the file endings that carry it
 _CONTENT_TYPES = {
@@ -64,6 +68,28 @@ READ_ATTEMPTS = 3
 # Requests that change nothing: resent when the connection breaks under them (a kept-alive
 # connection that the server closed just as it was reused resets the next request on it).
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+PART_WORKERS = 4  # parts in flight at once: enough to fill a link, few enough to hold in memory
+PART_CHUNK = 256 * 1024  # progress is reported per chunk of a part sent
+
+
+def crc32_base64(data: bytes) -> str:
+    """A CRC32 as S3's x-amz-checksum-crc32 spells it: four big-endian bytes, base64."""
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+def _read_part(path: Path, number: int, part_size: int) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek((number - 1) * part_size)
+        return handle.read(part_size)
+
+
+def _chunks(data: bytes, on_bytes: Callable[[int], None]) -> Iterator[bytes]:
+    for start in range(0, len(data), PART_CHUNK):
+        chunk = data[start : start + PART_CHUNK]
+        yield chunk
+        on_bytes(len(chunk))
 
 
 def _backoff(attempt: int) -> None:
@@ -173,6 +199,108 @@ class ApiClient:
             if attempt == UPLOAD_ATTEMPTS:
                 raise ApiError(status, "upload_failed", f"{problem} ({attempt} attempts)")
             _backoff(attempt)
+
+    # --- large files, in parts (the API's multipart upload) -----------------------------------
+    def parts(self, track_id: str) -> dict[str, Any]:
+        """What S3 holds of the track's multipart upload, and the part numbers missing."""
+        return self.request("GET", f"/v1/uploads/{track_id}/parts")
+
+    def part_urls(self, track_id: str, checksums: dict[int, str]) -> dict[int, str]:
+        """Presigned URLs for these parts, each signing the part's CRC32."""
+        answer = self.request(
+            "POST",
+            f"/v1/uploads/{track_id}/parts",
+            json={"parts": [{"number": n, "checksum_crc32": c} for n, c in checksums.items()]},
+        )
+        return {part["number"]: part["url"] for part in answer["parts"]}
+
+    def complete_upload(self, track_id: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        return self.request("POST", f"/v1/uploads/{track_id}/complete", json={"parts": parts})
+
+    def abort_upload(self, track_id: str) -> None:
+        self.request("DELETE", f"/v1/uploads/{track_id}")
+
+    def send_parts(
+        self,
+        track_id: str,
+        path: Path,
+        on_bytes: Callable[[int], None] = lambda n: None,
+        *,
+        workers: int = PART_WORKERS,
+    ) -> dict[str, Any]:
+        """Send the parts S3 does not hold yet, ``workers`` at once, and complete the upload.
+
+        The parts already there count at once in ``on_bytes`` (a resumed upload starts where
+        it stopped). Each part is retried as ``send_file`` retries a POST, with a fresh URL
+        when S3 refused the old one (expired); a part that keeps failing stops the upload, and
+        what was sent stays for the next try.
+        """
+        listing = self.parts(track_id)
+        on_bytes(listing["uploaded_bytes"])
+        part_size = listing["part_size"]
+        done = {
+            p["number"]: {key: value for key, value in p.items() if key != "size" and value}
+            for p in listing["uploaded"]
+        }
+        lock = threading.Lock()
+
+        def send(number: int) -> None:
+            data = _read_part(path, number, part_size)
+            checksum = crc32_base64(data)
+            etag = self._put_part(track_id, number, data, checksum, on_bytes)
+            with lock:
+                done[number] = {"number": number, "etag": etag, "checksum_crc32": checksum}
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="part") as pool:
+            # list() re-raises the first part that failed for good
+            list(pool.map(send, listing["missing"]))
+        return self.complete_upload(track_id, [done[n] for n in sorted(done)])
+
+    def _put_part(
+        self,
+        track_id: str,
+        number: int,
+        data: bytes,
+        checksum: str,
+        on_bytes: Callable[[int], None],
+    ) -> str:
+        """PUT one part to its presigned URL; its ETag."""
+        for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+            sent = 0
+
+            def count(n: int) -> None:
+                nonlocal sent
+                sent += n
+                on_bytes(n)
+
+            # a URL is asked for just before its part goes: URLs live minutes, uploads hours
+            url = self.part_urls(track_id, {number: checksum})[number]
+            try:
+                response = httpx.put(
+                    url,
+                    content=_chunks(data, count),
+                    headers={
+                        "Content-Length": str(len(data)),
+                        "x-amz-checksum-crc32": checksum,
+                    },
+                    timeout=httpx.Timeout(60.0, write=None),
+                )
+            except httpx.TransportError as error:
+                status, problem = 503, f"connection failed: {error or type(error).__name__}"
+            else:
+                if response.status_code == 200 and response.headers.get("ETag"):
+                    return response.headers["ETag"].strip('"')
+                status, problem = response.status_code, _s3_error(response.text)
+                # 403: the URL expired (a fresh one is asked for); other 4xx are final
+                if 400 <= status < 500 and status != 403:
+                    raise ApiError(status, "upload_refused", f"part {number}: {problem}")
+            on_bytes(-sent)
+            if attempt == UPLOAD_ATTEMPTS:
+                raise ApiError(
+                    status, "upload_failed", f"part {number}: {problem} ({attempt} attempts)"
+                )
+            _backoff(attempt)
+        raise AssertionError("unreachable")
 
     def track(self, track_id: str) -> dict[str, Any]:
         return self.request("GET", f"/v1/tracks/{track_id}")

@@ -1,7 +1,14 @@
-"""Uploading a file with a progress bar: what `upload` and the local stack's `demo` show."""
+"""Uploading a file with a progress bar: what `upload` and the local stack's `demo` show.
+
+A file above the API's multipart threshold goes up in parts, and an interrupted upload of the
+same file (same path, size and modification time) resumes: a state file under the data dir
+keeps its track id and upload id until the upload completes.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +21,54 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from trackflow.cli.client import ApiClient
+from trackflow.cli.client import ApiClient, ApiError
 from trackflow.cli.console import err
+from trackflow.settings import get_settings
 
-__all__ = ["upload_with_progress"]
+__all__ = ["resume_state_path", "upload_with_progress"]
 
 
-def upload_with_progress(client: ApiClient, path: Path) -> dict[str, Any]:
-    """Create the upload and send PATH to its presigned POST; the API's answer (track id...)."""
-    created = client.create_upload(path)
+def resume_state_path(path: Path, state_dir: Path | None = None) -> Path:
+    """Where an upload of ``path`` as it is now (path, size, mtime) keeps its ids: a changed
+    file is a new upload, never the resumption of an old one."""
+    stat = path.stat()
+    identity = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    name = hashlib.sha256(identity.encode()).hexdigest()[:32]
+    return (state_dir or get_settings().data_dir / "uploads") / f"{name}.json"
+
+
+def _resumable(client: ApiClient, state: Path) -> dict[str, Any] | None:
+    """The upload a state file names, if the API still takes its parts; else the file goes."""
+    try:
+        saved = json.loads(state.read_text())
+        client.parts(saved["track_id"])
+        return dict(saved)
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, ApiError):  # finished, aborted, expired or not ours
+        state.unlink(missing_ok=True)
+        return None
+
+
+def upload_with_progress(
+    client: ApiClient, path: Path, *, state_dir: Path | None = None
+) -> dict[str, Any]:
+    """Create the upload (or resume this file's unfinished one) and send PATH: to its presigned
+    POST, or in parts; the API's answer (track id...)."""
+    state = resume_state_path(path, state_dir)
+    created = _resumable(client, state)
+    if created is None:
+        created = client.create_upload(path)
+        if "multipart" in created:
+            state.parent.mkdir(parents=True, exist_ok=True)
+            state.write_text(
+                json.dumps(
+                    {
+                        "track_id": created["track_id"],
+                        "upload_id": created["multipart"]["upload_id"],
+                    }
+                )
+            )
     size = path.stat().st_size
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -35,5 +81,9 @@ def upload_with_progress(client: ApiClient, path: Path) -> dict[str, Any]:
         transient=not err.is_terminal,
     ) as progress:
         bar = progress.add_task(f"uploading {path.name}", total=size)
-        client.send_file(created["upload"], path, lambda n: progress.advance(bar, n))
+        if "upload" in created:
+            client.send_file(created["upload"], path, lambda n: progress.advance(bar, n))
+            return created
+        client.send_parts(created["track_id"], path, lambda n: progress.advance(bar, n))
+    state.unlink(missing_ok=True)
     return created

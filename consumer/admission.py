@@ -138,6 +138,15 @@ def admit(event: ObjectCreated, settings: Settings, store: TrackStore) -> Admiss
                 f"the file is {event.size / 2**20:.0f} MB; the limit is "
                 f"{settings.max_upload_bytes / 2**20:.0f} MB",
             )
+        declared = track["upload"].get("size")
+        if declared is not None and event.size != declared:
+            # a multipart upload has no content-length-range: its size is checked here
+            return _refuse(
+                store,
+                key.track_id,
+                "size_mismatch",
+                f"the file is {event.size} bytes; {declared} were declared",
+            )
         pin = _pin(event, settings)
         source = {
             "bucket": event.bucket,

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from trackflow.adapters import aws
-from trackflow.adapters.state.dynamo import now_iso
+from trackflow.adapters.state.dynamo import now_iso, parse_iso
 from trackflow.adapters.state.tracks import TrackStore
 from trackflow.consumer.admission import admit
 from trackflow.consumer.events import ObjectCreated, PoisonMessage
@@ -103,6 +103,8 @@ def sweep(settings: Settings | None = None, now: datetime | None = None) -> Swee
                     _resume_or_fail(store, track, report)
     expired = _iso(now - timedelta(seconds=settings.presign_expiry_s + 300))
     for track in store.list_by_status(Status.AWAITING_UPLOAD, updated_before=expired):
+        if _multipart_open(track, now):
+            continue  # its parts may take a day to arrive: until the upload is aborted
         with _one_track(track):
             _expire_or_admit(settings, store, track, report)
     if any(report.as_record().values()):
@@ -128,6 +130,9 @@ def _expire_or_admit(
         admit(event, settings, store)
         report.admitted.append(track["track_id"])
         return
+    multipart = track["upload"].get("multipart")
+    if multipart:  # what the lifecycle rule does on AWS, which moto stores but never runs
+        _abort_multipart(settings, track["upload"]["key"], multipart["upload_id"])
     fail_track(
         track,
         None,
@@ -137,6 +142,22 @@ def _expire_or_admit(
         },
     )
     report.expired.append(track["track_id"])
+
+
+def _multipart_open(track: Mapping[str, Any], now: datetime) -> bool:
+    """Whether a track's multipart upload is still within the day its parts may take."""
+    upload = track["upload"]
+    return bool(upload.get("multipart")) and parse_iso(upload["expires_at"]) > now
+
+
+def _abort_multipart(settings: Settings, key: str, upload_id: str) -> None:
+    s3 = aws.client("s3", settings)
+    try:
+        s3.abort_multipart_upload(Bucket=settings.uploads_bucket, Key=key, UploadId=upload_id)
+    except s3.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "NoSuchUpload":
+            raise  # the sweep logs it and tries again next time
+        # completed or aborted already: nothing is left to bill
 
 
 def lane_idle(settings: Settings, lane: Lane) -> bool:

@@ -137,7 +137,7 @@ class Settings(BaseSettings):
     limit_uploads_per_hour: int = Field(60, ge=1)
     limit_uploads_per_day: int = Field(500, ge=1)
     # Declared bytes (the policy's exact size; max_upload_bytes when none is declared): 500
-    # five-minute lossless tracks a day, or 40 uploads at the size limit.
+    # five-minute lossless tracks a day, or 4 uploads at the size limit.
     limit_upload_bytes_per_day: int = Field(20 * 1024**3, ge=1)
     # Tracks not yet ended (awaiting upload, queued, processing, held): an album's worth. Counted
     # over the tracks created in the last in_flight_window_s (api/limits.py says why).
@@ -158,8 +158,19 @@ class Settings(BaseSettings):
 
     # --- uploads ----------------------------------------------------------------------------
     uploads_prefix: str = "uploads/"
-    max_upload_bytes: int = 500 * 1024 * 1024
+    # S3's largest single PUT or POST, and the size a multipart upload may declare here.
+    max_upload_bytes: int = Field(5 * 1024**3, le=5 * 1024**3)
     presign_expiry_s: int = Field(900, le=900)
+    # A declared size above this goes up in parts (api/storage.py plan_parts): a dropped
+    # connection then costs one part, not the file. S3 takes one PUT or POST up to 5 GiB.
+    multipart_threshold_bytes: int = Field(64 * 1024**2, ge=5 * 1024**2)
+    # Parts are this long unless the file needs larger ones to fit S3's 10,000 parts; S3's
+    # minimum for every part but the last is 5 MiB.
+    multipart_part_bytes: int = Field(16 * 1024**2, ge=5 * 1024**2, le=5 * 1024**3)
+    # An unfinished multipart upload is aborted this long after it began: by the uploads
+    # bucket's lifecycle rule on AWS (infra/modules/storage), by the sweeper locally (moto
+    # stores lifecycle rules but runs none).
+    multipart_abort_after_days: int = Field(1, ge=1)
     audio_content_types: tuple[str, ...] = (
         "audio/mpeg",
         "audio/mp3",

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from trackflow.api.routes import (
     catalogue,
     health,
+    multipart,
     playback,
     reviews,
     search,
@@ -22,6 +23,7 @@ __all__ = ["ROUTERS"]
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     uploads.router,
+    multipart.router,
     catalogue.router,
     reviews.router,
     tracks.router,

@@ -48,7 +48,7 @@ export async function request(method, path, body) {
   return payload;
 }
 
-// Why S3 refused a presigned POST, in words a person understands.
+// Why S3 refused an upload (a presigned POST, or a part's PUT), in words a person understands.
 function s3Refusal(status, xml) {
   const code = /<Code>([^<]*)<\/Code>/.exec(xml || "")?.[1] || "";
   const message = /<Message>([^<]*)<\/Message>/.exec(xml || "")?.[1] || "";
@@ -61,32 +61,62 @@ function s3Refusal(status, xml) {
   if (/content-type/i.test(message)) {
     return new ApiError(status, "not_audio", "The file's type is not an audio type we accept.");
   }
+  if (code === "BadDigest") {
+    return new ApiError(status, "changed", "The file changed while it was uploading: add it again.");
+  }
+  if (code === "SlowDown" || code === "RequestTimeout") {
+    return new ApiError(status, code, "Storage is busy: the upload will try again.");
+  }
   return new ApiError(status, code || "upload_failed", message || `Storage answered ${status}.`);
 }
 
-// POST the file straight to S3 with its presigned form; onProgress(sentBytes, totalBytes).
-// Returns { done: Promise, cancel() }.
-export function postToS3(presigned, file, onProgress) {
+// Send a body straight to S3 through a presigned URL; onProgress(sentBytes, totalBytes);
+// answer(xhr) reads what S3 answered. Returns { done: Promise, cancel() }.
+function sendToS3(method, url, body, headers, onProgress, answer = () => undefined) {
   const xhr = new XMLHttpRequest();
   const done = new Promise((resolve, reject) => {
-    const form = new FormData();
-    for (const [name, value] of Object.entries(presigned.fields)) form.append(name, value);
-    form.append("file", file); // S3 ignores every field after the file
     xhr.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable) onProgress(event.loaded, event.total);
     });
     xhr.addEventListener("load", () => {
-      if (xhr.status >= 200 && xhr.status < 300) resolve();
+      if (xhr.status >= 200 && xhr.status < 300) resolve(answer(xhr));
       else reject(s3Refusal(xhr.status, xhr.responseText));
     });
     xhr.addEventListener("error", () =>
       reject(new ApiError(0, "network", "The connection to storage failed.")),
     );
     xhr.addEventListener("abort", () => reject(new ApiError(0, "cancelled", "Cancelled.")));
-    xhr.open("POST", presigned.url);
-    xhr.send(form);
+    xhr.open(method, url);
+    for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
+    xhr.send(body);
   });
   return { done, cancel: () => xhr.abort() };
+}
+
+// POST the file straight to S3 with its presigned form; onProgress(sentBytes, totalBytes).
+// Returns { done: Promise, cancel() }.
+export function postToS3(presigned, file, onProgress) {
+  const form = new FormData();
+  for (const [name, value] of Object.entries(presigned.fields)) form.append(name, value);
+  form.append("file", file); // S3 ignores every field after the file
+  return sendToS3("POST", presigned.url, form, {}, onProgress);
+}
+
+// PUT one part (a slice of the file: the browser reads it from disk as it sends) to its
+// presigned UploadPart URL, with the CRC32 that the URL signs; done resolves to the part's ETag,
+// which the page can read only if the bucket's CORS rule exposes it.
+export function putPart(url, blob, checksum, onProgress) {
+  const transfer = sendToS3("PUT", url, blob, { "x-amz-checksum-crc32": checksum }, onProgress, (xhr) =>
+    xhr.getResponseHeader("ETag"),
+  );
+  const done = transfer.done.then((etag) => {
+    if (!etag) {
+      const why = "Storage kept the part's receipt (ETag) from this page: its CORS rule must expose ETag.";
+      throw new ApiError(0, "etag_hidden", why);
+    }
+    return etag.replaceAll('"', "");
+  });
+  return { done, cancel: transfer.cancel };
 }
 
 // Calls fetchOnce until isDone(result); waits longer between calls while nothing changes

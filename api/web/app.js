@@ -2,6 +2,7 @@
 // Plain modules, no build step; every text from the server goes into the page as text.
 
 import { ApiError, follow, postToS3, request, saveSession, session, signOut } from "./api.js";
+import { gone, listParts, sendParts, unfinished } from "./parts.js";
 import { Waveform, clock } from "./waveform.js";
 
 const TERMINAL = new Set(["published", "rejected", "failed"]);
@@ -227,7 +228,52 @@ function uploadView() {
     zone.classList.remove("over");
     for (const file of event.dataTransfer.files) list.prepend(uploadCard(file));
   });
-  show(h("h1", { text: "Upload" }), input, zone, list);
+  show(h("h1", { text: "Upload" }), input, zone, interrupted(), list);
+}
+
+// Uploads in parts that a reload or a lost connection interrupted: choosing the same file again
+// resumes one where it stopped; discarding aborts it.
+function interrupted() {
+  const section = h("section", { class: "interrupted", "aria-label": "Interrupted uploads" });
+  const render = () => {
+    const entries = unfinished.of(session()?.user).filter((entry) => !sending.has(entry.track_id));
+    section.replaceChildren(
+      ...(entries.length
+        ? [
+            h("h2", { text: "Interrupted uploads" }),
+            h("p", { class: "meta", text: "Choose the same file again to go on from where it stopped." }),
+            h(
+              "ul",
+              { class: "list" },
+              entries.map((entry) =>
+                h(
+                  "li",
+                  { "data-track-id": entry.track_id },
+                  h("span", { text: `${entry.name} (${bytes(entry.size)})` }),
+                  h("button", {
+                    class: "link",
+                    type: "button",
+                    text: "Discard",
+                    "aria-label": `Discard the upload of ${entry.name}`,
+                    onclick: async () => {
+                      await abortParts(entry.track_id).catch(() => {});
+                      render();
+                    },
+                  }),
+                ),
+              ),
+            ),
+          ]
+        : []),
+    );
+  };
+  section.addEventListener("refresh", render);
+  render();
+  return section;
+}
+
+function refreshInterrupted() {
+  document.querySelector("section.interrupted")?.dispatchEvent(new Event("refresh"));
 }
 
 function uploadCard(file) {
@@ -273,51 +319,142 @@ function contentType(file) {
   return file.type || TYPE_BY_EXTENSION[extension] || "application/octet-stream";
 }
 
+// The upload's progress on its card: share, speed and time left. Bytes that were there before
+// (the parts a resumed upload already has) count toward the share, not toward the speed.
+function progressMeter(view, total) {
+  let started = performance.now();
+  let before = 0;
+  const meter = (sent) => {
+    const seconds = (performance.now() - started) / 1000;
+    const speed = seconds > 0 ? Math.max(0, sent - before) / seconds : 0;
+    const left = speed > 0 ? (total - sent) / speed : Infinity;
+    view.bar.value = Math.round((100 * sent) / (total || 1));
+    view.detail.textContent =
+      `${bytes(sent)} of ${bytes(total)} · ${bytes(speed)}/s` +
+      (Number.isFinite(left) ? ` · ${clock(left)} left` : "");
+  };
+  meter.from = (held) => {
+    before = held;
+    started = performance.now();
+    view.bar.value = Math.round((100 * held) / (total || 1));
+    if (held) view.detail.textContent = `Resuming: ${bytes(held)} of ${bytes(total)} already uploaded.`;
+  };
+  return meter;
+}
+
+// Multipart uploads this page is sending now (track ids): not offered for resuming.
+const sending = new Set();
+
+// Abort an upload in parts: S3 drops its parts, the track ends failed, nothing is left to resume.
+async function abortParts(trackId) {
+  try {
+    await request("DELETE", `/v1/uploads/${trackId}`);
+  } catch (error) {
+    if (!gone(error)) throw error;
+  }
+  unfinished.forget(trackId);
+}
+
+// The unfinished upload in parts of this very file, if the API still takes its parts: its
+// entry and what S3 holds of it. An upload that is over is forgotten: the file starts anew.
+async function resumable(file) {
+  const saved = unfinished.find(session()?.user, file);
+  if (!saved) return null;
+  if (sending.has(saved.track_id)) throw new ApiError(409, "sending", "This file is uploading already.");
+  try {
+    return { saved, listing: await listParts(saved.track_id) };
+  } catch (error) {
+    if (!gone(error)) throw error;
+    unfinished.forget(saved.track_id);
+    refreshInterrupted();
+    if (error.code !== "upload_finished") return null;
+    // completed just before the page went away (then its track goes on), or aborted
+    const track = await request("GET", `/v1/tracks/${saved.track_id}`).catch(() => null);
+    return track && track.status !== "failed" ? { saved, finished: true } : null;
+  }
+}
+
 async function upload(file, view) {
   const signal = leaving.signal; // the upload goes on elsewhere; following it stops
-  let cancelled = false;
-  let transfer = null;
-  view.cancel.addEventListener("click", () => {
-    cancelled = true;
-    transfer?.cancel();
-  });
+  const stop = new AbortController(); // the Cancel button
+  view.cancel.addEventListener("click", () => stop.abort());
+  let inParts = null; // the track id of an upload in parts
   try {
-    const created = await request("POST", "/v1/uploads", {
-      filename: file.name,
-      content_type: contentType(file),
-      size: file.size,
-    });
-    if (cancelled) throw new ApiError(0, "cancelled", "Cancelled.");
-    view.card.dataset.trackId = created.track_id;
-    const started = performance.now();
-    transfer = postToS3(created.upload, file, (sent, total) => {
-      const seconds = (performance.now() - started) / 1000;
-      const speed = seconds > 0 ? sent / seconds : 0;
-      const left = speed > 0 ? (total - sent) / speed : Infinity;
-      view.bar.value = Math.round((100 * sent) / total);
-      view.detail.textContent =
-        `${bytes(sent)} of ${bytes(total)} · ${bytes(speed)}/s` +
-        (Number.isFinite(left) ? ` · ${clock(left)} left` : "");
-    });
-    await transfer.done;
+    const resumed = await resumable(file);
+    let trackId;
+    let presigned = null;
+    if (resumed) {
+      trackId = resumed.saved.track_id;
+      inParts = trackId;
+    } else {
+      const created = await request("POST", "/v1/uploads", {
+        filename: file.name,
+        content_type: contentType(file),
+        size: file.size,
+      });
+      trackId = created.track_id;
+      if (created.multipart) {
+        inParts = trackId;
+        unfinished.save(session()?.user, file, created);
+      } else {
+        presigned = created.upload;
+      }
+    }
+    if (inParts) {
+      sending.add(inParts);
+      refreshInterrupted();
+    }
+    if (stop.signal.aborted) throw new ApiError(0, "cancelled", "Cancelled.");
+    view.card.dataset.trackId = trackId;
+    const meter = progressMeter(view, file.size);
+    if (resumed?.finished) {
+      meter.from(file.size);
+    } else if (inParts) {
+      await sendParts(trackId, file, {
+        signal: stop.signal,
+        listing: resumed?.listing,
+        onStart: meter.from,
+        onProgress: meter,
+      });
+      unfinished.forget(trackId);
+    } else {
+      const transfer = postToS3(presigned, file, (sent, total) => meter((sent / total) * file.size));
+      stop.signal.addEventListener("abort", () => transfer.cancel());
+      await transfer.done;
+    }
+    sending.delete(inParts);
     view.bar.value = 100;
     view.detail.textContent = `Uploaded ${bytes(file.size)}.`;
     view.cancel.remove();
     const stageList = await stages();
     const final = await follow(
-      () => request("GET", `/v1/tracks/${created.track_id}`),
+      () => request("GET", `/v1/tracks/${trackId}`),
       (track) => TERMINAL.has(track.status),
       (track) => view.below.replaceChildren(processingPanel(track, stageList)),
       signal,
     );
     if (!final) return;
     view.below.append(
-      h("a", { href: `#/track/${created.track_id}`, text: `Open “${final.metadata?.tags?.title || file.name}”` }),
+      h("a", { href: `#/track/${trackId}`, text: `Open “${final.metadata?.tags?.title || file.name}”` }),
     );
   } catch (error) {
+    sending.delete(inParts);
+    if (!(error instanceof ApiError)) console.error(error); // a fault of this page, not the file's
+    let message =
+      error instanceof ApiError
+        ? UPLOAD_REFUSALS[error.code] || error.message
+        : "This page failed to send the file: reload it and add the file again.";
+    if (inParts && error.code === "cancelled") {
+      await abortParts(inParts).catch(() => {}); // the sweeper aborts it if this fails
+    } else if (inParts && gone(error)) {
+      unfinished.forget(inParts);
+    } else if (inParts && unfinished.find(session()?.user, file)) {
+      message += " Choose the same file again to resume.";
+    }
+    refreshInterrupted();
     view.cancel.remove();
     view.card.classList.add("failed");
-    view.detail.replaceChildren(alertBox(UPLOAD_REFUSALS[error.code] || error.message));
+    view.detail.replaceChildren(alertBox(message));
   }
 }
 

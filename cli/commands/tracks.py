@@ -62,7 +62,8 @@ def _finish(track: dict[str, Any], as_json: bool) -> NoReturn:
 @as_json_option
 @click.option("--timeout", default=1800.0, show_default=True, help="seconds to wait")
 def upload(client: ApiClient, file: Path, wait: bool, as_json: bool, timeout: float) -> None:
-    """Upload FILE; with --wait, follow it until it is published, rejected or failed."""
+    """Upload FILE (a large one in parts; run again to resume an interrupted one); with
+    --wait, follow it until it is published, rejected or failed."""
     track_id = upload_with_progress(client, file)["track_id"]
     done(f"uploaded as track {track_id}")
     track = _follow(client, track_id, timeout) if wait else client.track(track_id)

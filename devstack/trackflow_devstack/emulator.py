@@ -374,6 +374,47 @@ class _PostPolicy:
         )
 
 
+class _PartChecksums:
+    """WSGI middleware: a part's ``x-amz-checksum-crc32`` checked against its bytes, as S3
+    checks it (moto 5.1 stores a part whatever CRC it names), so that a client that sends a part
+    other than the one whose checksum its URL signed is refused here as there.
+
+    What it cannot check: that the header's value is the one the presigned URL signed (the
+    emulator recomputes no signature; see ``check_signed_write``).
+    """
+
+    _HEADER = "HTTP_X_AMZ_CHECKSUM_CRC32"
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        length = environ.get("CONTENT_LENGTH") or ""
+        if (
+            environ["REQUEST_METHOD"] != "PUT"
+            or "partNumber" not in query
+            or "uploadId" not in query
+            or self._HEADER not in environ
+            or not length.isdigit()
+        ):
+            return self._app(environ, start_response)
+        body = environ["wsgi.input"].read(int(length))
+        environ["wsgi.input"] = io.BytesIO(body)  # moto reads the part again
+        crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+        if hmac.compare_digest(crc, environ[self._HEADER].strip()):
+            return self._app(environ, start_response)
+        xml = (
+            b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>BadDigest</Code><Message>"
+            b"The CRC32 you specified did not match the calculated checksum.</Message></Error>"
+        )
+        headers = [("Content-Type", "application/xml"), ("Content-Length", str(len(xml)))]
+        if "HTTP_ORIGIN" in environ:  # a browser may then read why
+            headers.append(("Access-Control-Allow-Origin", environ["HTTP_ORIGIN"]))
+        start_response("400 Bad Request", headers)
+        return [xml]
+
+
 def _destination(destinations: dict[str, list[str]] | list[str]) -> dict[str, list[str]]:
     # moto keeps a raw message's recipients as a bare list
     return destinations if isinstance(destinations, dict) else {"ToAddresses": list(destinations)}
@@ -646,7 +687,9 @@ class EmulatorServer:
 
         moto = DomainDispatcherApplication(backend_app)
         app = _CpuByCaller(
-            _SentEmails(_WholeObjectChecksums(_PostPolicy(_AtomicDynamoDB(moto), secrets)))
+            _SentEmails(
+                _WholeObjectChecksums(_PostPolicy(_PartChecksums(_AtomicDynamoDB(moto)), secrets))
+            )
         )
         self._server = make_server(
             self.host, self.port, app, threaded=True, request_handler=_KeepAliveHandler

@@ -112,13 +112,13 @@ def _ensure_bucket(settings: Settings, bucket: str, *, cors: bool) -> None:
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
         },
     )
-    if cors:  # browsers upload straight to S3 and play the renditions from it
+    if cors:  # browsers upload straight to S3 (POST, or PUT of a part) and play from it
         s3.put_bucket_cors(
             Bucket=bucket,
             CORSConfiguration={
                 "CORSRules": [
                     {
-                        "AllowedMethods": ["GET", "HEAD", "POST"],
+                        "AllowedMethods": ["GET", "HEAD", "POST", "PUT"],
                         "AllowedOrigins": [settings.link_base],
                         "AllowedHeaders": ["*"],
                         "ExposeHeaders": ["ETag"],
@@ -151,7 +151,9 @@ def _expire_originals(settings: Settings) -> None:
                     "ID": "abort-incomplete-uploads",
                     "Status": "Enabled",
                     "Filter": {"Prefix": ""},
-                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                    "AbortIncompleteMultipartUpload": {
+                        "DaysAfterInitiation": settings.multipart_abort_after_days
+                    },
                 },
                 {
                     "ID": "expire-originals",
