@@ -59,6 +59,7 @@ from trackflow.domain.track import (
 
 __all__ = [
     "FIRST_STAGE",
+    "LAST_STAGE",
     "NOTHING",
     "STAGES",
     "TRANSITIONS",
@@ -73,9 +74,17 @@ __all__ = [
     "on_step_finished",
     "prerequisites",
     "runs_when",
+    "stage_before",
 ]
 
 FIRST_STAGE: Stage = STAGES[0]
+LAST_STAGE: Stage = STAGES[-1]
+
+
+def stage_before(stage: Stage) -> Stage | None:
+    """The stage that must have passed for ``stage`` to start; None for the first."""
+    index = STAGES.index(stage)
+    return STAGES[index - 1] if index else None
 
 
 # --- statuses ---------------------------------------------------------------------------------

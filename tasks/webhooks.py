@@ -34,7 +34,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
@@ -66,6 +66,8 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+StageState = Literal["started", "ended"]
 
 MAX_DELAY_S = 900  # SQS's longest DelaySeconds
 EVENT_RETENTION_S = 30 * 24 * 3600  # events and deliveries expire (TTL) after a month
@@ -147,11 +149,12 @@ def emit(track: Mapping[str, Any], event_types: Iterable[str]) -> None:
             log.exception("webhook_event_not_recorded", type=event_type)
 
 
-def emit_progress(track: Mapping[str, Any], stage: str) -> None:
-    """``track.progress``: a stage started (only endpoints that asked for progress hear it)."""
-    data = {"track_id": track["track_id"], "stage": stage, "state": "started"}
+def emit_progress(track: Mapping[str, Any], stage: str, state: StageState) -> None:
+    """``track.progress``: a stage started, or ended with its gate passed (only endpoints that
+    asked for progress hear it)."""
+    data = {"track_id": track["track_id"], "stage": stage, "state": state}
     try:
-        _record_event(track, "track.progress", data, detail=f"{stage}:started")
+        _record_event(track, "track.progress", data, detail=f"{stage}:{state}")
     except Exception:  # logged; progress is a courtesy
         log.exception("webhook_event_not_recorded", type="track.progress")
 

@@ -61,7 +61,11 @@ def launch_stage(
     if not force and not store.claim_stage(track_id, stage.name):
         return False
     stage_signature(track_id, lane_of(track), stage).apply_async()
-    webhooks.emit_progress(track, stage.name)  # only endpoints that asked for progress hear it
+    # only endpoints that asked for progress hear these; each is recorded once
+    before = flow.stage_before(stage)
+    if before is not None:
+        webhooks.emit_progress(track, before.name, "ended")
+    webhooks.emit_progress(track, stage.name, "started")
     if stage.name == flow.FIRST_STAGE.name:
         # Admission relaunches a track that stays queued without this mark (its consumer died
         # between the two writes).
@@ -81,6 +85,7 @@ def perform(store: TrackStore, track: Mapping[str, Any], decision: Decision) -> 
     if decision.publish:
         published = move(store, track["track_id"], Move.PUBLISH, fields={"published_at": now_iso()})
         if published is not None:
+            webhooks.emit_progress(published, flow.LAST_STAGE.name, "ended")
             log.info("track_published", track_id=track["track_id"])
     if decision.launch is not None:
         launch_stage(store, track, decision.launch, force=decision.force)

@@ -20,6 +20,8 @@ def _no_webhook_io(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, 
             module, "emit", lambda track, types: emitted.extend(("event", t) for t in types)
         )
         monkeypatch.setattr(
-            module, "emit_progress", lambda track, stage: emitted.append(("progress", stage))
+            module,
+            "emit_progress",
+            lambda track, stage, state: emitted.append(("progress", f"{stage}:{state}")),
         )
     yield emitted

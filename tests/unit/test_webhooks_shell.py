@@ -21,7 +21,11 @@ def test_publication_records_one_published_event(_no_webhook_io: list[tuple[str,
         workflow.advance(store, store.track)
         workflow.advance(store, store.track)
     assert store.track["status"] == Status.PUBLISHED
-    assert _no_webhook_io == [("event", "track.published")] * 2
+    assert _no_webhook_io == [
+        ("event", "track.published"),
+        ("progress", "publication:ended"),
+        ("event", "track.published"),
+    ]
 
 
 def test_a_rejection_records_its_event_beside_the_email(_no_webhook_io: list[tuple[str, Any]]):
@@ -39,4 +43,14 @@ def test_each_stage_launch_offers_a_progress_event(_no_webhook_io: list[tuple[st
     with mock.patch.object(app, "send_task"):
         workflow.launch_stage(store, store.track, CHECKS)
         workflow.launch_stage(store, store.track, CHECKS)
-    assert _no_webhook_io == [("progress", "checks")]
+    assert _no_webhook_io == [("progress", "checks:started")]
+
+
+def test_a_stage_that_passed_offers_its_end_as_the_next_starts(
+    _no_webhook_io: list[tuple[str, Any]],
+):
+    """The checks' end is announced when the renditions start (their gate passed)."""
+    store = FakeStore(a_track(Status.PROCESSING, CHECKS))
+    with mock.patch.object(app, "send_task"):
+        workflow.launch_stage(store, store.track, RENDITIONS)
+    assert _no_webhook_io == [("progress", "checks:ended"), ("progress", "renditions:started")]
