@@ -192,14 +192,16 @@ module "messaging" {
 module "storage" {
   source = "./modules/storage"
 
-  uploads_bucket            = local.buckets.uploads
-  media_bucket              = local.buckets.media
-  uploads_prefix            = local.uploads_prefix
-  cors_origins              = var.cors_origins
-  originals_retention_days  = var.originals_retention_days
-  kms_key_arn               = aws_kms_key.this.arn
-  events_queue_arn          = module.messaging.queues["events"].arn
-  events_queue_policy_ready = module.messaging.events_policy_id
+  uploads_bucket             = local.buckets.uploads
+  media_bucket               = local.buckets.media
+  uploads_prefix             = local.uploads_prefix
+  cors_origins               = var.cors_origins
+  originals_retention_days   = var.originals_retention_days
+  multipart_abort_after_days = var.multipart_abort_after_days
+  playback_public_key_pem    = var.playback_public_key_pem
+  kms_key_arn                = aws_kms_key.this.arn
+  events_queue_arn           = module.messaging.queues["events"].arn
+  events_queue_policy_ready  = module.messaging.events_policy_id
 }
 
 module "state" {
@@ -246,7 +248,10 @@ module "compute" {
   kms_key_arn        = aws_kms_key.this.arn
   log_retention_days = var.log_retention_days
   services           = var.services
-  token_secret_arn   = var.token_secret_arn
+  secrets = {
+    TRACKFLOW_TOKEN_SECRET          = var.token_secret_arn
+    TRACKFLOW_MEDIA_CDN_PRIVATE_KEY = var.playback_key_secret_arn
+  }
 
   environment = {
     TRACKFLOW_ENV                         = var.env
@@ -263,6 +268,8 @@ module "compute" {
     TRACKFLOW_SEARCH_BACKEND              = "opensearch"
     TRACKFLOW_OPENSEARCH_URL              = "https://${module.search.endpoint}"
     TRACKFLOW_DATA_DIR                    = "/tmp/trackflow"
+    TRACKFLOW_MEDIA_CDN_DOMAIN            = module.storage.media_domain
+    TRACKFLOW_MEDIA_CDN_KEY_PAIR_ID       = module.storage.playback_key_pair_id
   }
 
   queues                   = module.messaging.queues

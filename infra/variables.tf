@@ -54,7 +54,13 @@ variable "max_receive_count" {
 variable "max_upload_bytes" {
   description = "Largest upload accepted (TRACKFLOW_MAX_UPLOAD_BYTES)."
   type        = number
-  default     = 524288000
+  default     = 5368709120
+}
+
+variable "multipart_abort_after_days" {
+  description = "Days after which an unfinished multipart upload is aborted (TRACKFLOW_MULTIPART_ABORT_AFTER_DAYS)."
+  type        = number
+  default     = 1
 }
 
 variable "originals_retention_days" {
@@ -107,6 +113,16 @@ variable "public_subnet_ids" {
 
 variable "certificate_arn" {
   description = "ACM certificate of the API's HTTPS listener."
+  type        = string
+}
+
+variable "playback_public_key_pem" {
+  description = "RSA public key (PEM) CloudFront checks media URL signatures with."
+  type        = string
+}
+
+variable "playback_key_secret_arn" {
+  description = "Secrets Manager secret holding the matching RSA private key, PEM (TRACKFLOW_MEDIA_CDN_PRIVATE_KEY)."
   type        = string
 }
 

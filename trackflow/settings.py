@@ -189,6 +189,11 @@ class Settings(BaseSettings):
     )
     originals_retention_days: int = 90
     media_url_expiry_s: int = 3600  # presigned GETs of artwork, peaks and renditions
+    # HLS segments: served through CloudFront when a domain is set (signed URLs, one custom
+    # policy per playlist covering the track's streaming prefix), else presigned S3 GETs.
+    media_cdn_domain: str | None = None
+    media_cdn_key_pair_id: str | None = None  # the CloudFront public key's id (Terraform)
+    media_cdn_private_key: str | None = None  # its RSA private key, PEM (a secret)
 
     # --- media ------------------------------------------------------------------------------
     min_duration_s: float = 1.0

@@ -5,11 +5,14 @@ image_tag = "latest-dev"
 cors_origins = ["http://localhost:8000"]
 email_sender = "noreply@dev.trackflow.example"
 
-vpc_id             = "vpc-REPLACE_ME"
-private_subnet_ids = ["subnet-REPLACE_ME_A", "subnet-REPLACE_ME_B"]
-public_subnet_ids  = ["subnet-REPLACE_ME_C", "subnet-REPLACE_ME_D"]
-certificate_arn    = "arn:aws:acm:us-east-1:000000000000:certificate/REPLACE_ME"
-token_secret_arn   = "arn:aws:secretsmanager:us-east-1:000000000000:secret:trackflow-dev-token-REPLACE_ME"
+vpc_id                  = "vpc-REPLACE_ME"
+private_subnet_ids      = ["subnet-REPLACE_ME_A", "subnet-REPLACE_ME_B"]
+public_subnet_ids       = ["subnet-REPLACE_ME_C", "subnet-REPLACE_ME_D"]
+certificate_arn         = "arn:aws:acm:us-east-1:000000000000:certificate/REPLACE_ME"
+token_secret_arn        = "arn:aws:secretsmanager:us-east-1:000000000000:secret:trackflow-dev-token-REPLACE_ME"
+playback_key_secret_arn = "arn:aws:secretsmanager:us-east-1:000000000000:secret:trackflow-dev-playback-key-REPLACE_ME"
+# the public half of the key above (openssl rsa -in key.pem -pubout)
+playback_public_key_pem = "-----BEGIN PUBLIC KEY-----\nREPLACE_ME\n-----END PUBLIC KEY-----\n"
 
 search_instance_type  = "t3.small.search"
 search_instance_count = 1

@@ -6,11 +6,14 @@ cors_origins = ["https://trackflow.example"]
 email_sender = "noreply@trackflow.example"
 alarm_email  = "oncall@trackflow.example"
 
-vpc_id             = "vpc-REPLACE_ME"
-private_subnet_ids = ["subnet-REPLACE_ME_A", "subnet-REPLACE_ME_B", "subnet-REPLACE_ME_C"]
-public_subnet_ids  = ["subnet-REPLACE_ME_D", "subnet-REPLACE_ME_E", "subnet-REPLACE_ME_F"]
-certificate_arn    = "arn:aws:acm:us-east-1:000000000000:certificate/REPLACE_ME"
-token_secret_arn   = "arn:aws:secretsmanager:us-east-1:000000000000:secret:trackflow-prod-token-REPLACE_ME"
+vpc_id                  = "vpc-REPLACE_ME"
+private_subnet_ids      = ["subnet-REPLACE_ME_A", "subnet-REPLACE_ME_B", "subnet-REPLACE_ME_C"]
+public_subnet_ids       = ["subnet-REPLACE_ME_D", "subnet-REPLACE_ME_E", "subnet-REPLACE_ME_F"]
+certificate_arn         = "arn:aws:acm:us-east-1:000000000000:certificate/REPLACE_ME"
+token_secret_arn        = "arn:aws:secretsmanager:us-east-1:000000000000:secret:trackflow-prod-token-REPLACE_ME"
+playback_key_secret_arn = "arn:aws:secretsmanager:us-east-1:000000000000:secret:trackflow-prod-playback-key-REPLACE_ME"
+# the public half of the key above (openssl rsa -in key.pem -pubout)
+playback_public_key_pem = "-----BEGIN PUBLIC KEY-----\nREPLACE_ME\n-----END PUBLIC KEY-----\n"
 
 search_instance_type  = "m6g.large.search"
 search_instance_count = 2

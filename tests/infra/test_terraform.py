@@ -278,7 +278,9 @@ def test_terraform_validates_and_is_formatted(tmp_path: Path):
     assert validate.returncode == 0, validate.stderr + validate.stdout
 
 
-@pytest.mark.parametrize("name", ["max_upload_bytes", "originals_retention_days", "region"])
+@pytest.mark.parametrize(
+    "name", ["max_upload_bytes", "multipart_abort_after_days", "originals_retention_days", "region"]
+)
 def test_infra_defaults_are_the_settings_defaults(name: str):
     assert variable_default(name) == Settings.model_fields[name].default
 

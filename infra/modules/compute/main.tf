@@ -120,9 +120,9 @@ resource "aws_iam_role_policy_attachment" "execution" {
 
 data "aws_iam_policy_document" "execution" {
   statement {
-    sid       = "TokenSecret"
+    sid       = "Secrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [var.token_secret_arn]
+    resources = sort(values(var.secrets))
   }
   statement {
     sid       = "Key"
@@ -238,7 +238,7 @@ resource "aws_ecs_task_definition" "this" {
     environment = [for name, value in merge(var.environment, each.key == "api" ? {
       TRACKFLOW_API_HOST = "0.0.0.0", TRACKFLOW_API_PORT = "8000"
     } : {}) : { name = name, value = value }]
-    secrets      = [{ name = "TRACKFLOW_TOKEN_SECRET", valueFrom = var.token_secret_arn }]
+    secrets      = [for name, arn in var.secrets : { name = name, valueFrom = arn }]
     portMappings = each.key == "api" ? [{ containerPort = 8000, protocol = "tcp" }] : []
     logConfiguration = {
       logDriver = "awslogs"

@@ -72,9 +72,9 @@ variable "environment" {
   type        = map(string)
 }
 
-variable "token_secret_arn" {
-  description = "Secrets Manager secret with the bearer-token HMAC secret."
-  type        = string
+variable "secrets" {
+  description = "Secrets Manager secret ARN of each secret setting every container reads (TRACKFLOW_* name => ARN)."
+  type        = map(string)
 }
 
 variable "queues" {

@@ -65,7 +65,8 @@ resource "aws_s3_bucket_cors_configuration" "this" {
 
   bucket = each.value.id
   cors_rule {
-    allowed_methods = ["GET", "HEAD", "POST"]
+    # PUT: browsers send a large file's parts to presigned UploadPart URLs
+    allowed_methods = ["GET", "HEAD", "POST", "PUT"]
     allowed_origins = var.cors_origins
     allowed_headers = ["*"]
     expose_headers  = ["ETag"]
@@ -80,8 +81,9 @@ resource "aws_s3_bucket_lifecycle_configuration" "uploads" {
     id     = "abort-incomplete-uploads"
     status = "Enabled"
     filter {}
+    # the local sweeper aborts as this rule does (tasks/recovery.py)
     abort_incomplete_multipart_upload {
-      days_after_initiation = 1
+      days_after_initiation = var.multipart_abort_after_days
     }
   }
 
@@ -149,8 +151,56 @@ resource "aws_cloudfront_origin_access_control" "media" {
   signing_protocol                  = "sigv4"
 }
 
+# The API signs every media URL (a custom policy over a track's streaming prefix covers a
+# playlist's segments); CloudFront refuses anything unsigned.
+# https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/private-content-trusted-signers.html
+resource "aws_cloudfront_public_key" "playback" {
+  name        = "${var.media_bucket}-playback"
+  encoded_key = var.playback_public_key_pem
+}
+
+resource "aws_cloudfront_key_group" "playback" {
+  name  = "${var.media_bucket}-playback"
+  items = [aws_cloudfront_public_key.playback.id]
+}
+
+locals {
+  # Managed cache policies: https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/using-managed-cache-policies.html
+  caching_optimized = "658327ea-f89d-4fab-a63d-7e88639e58f6"
+  caching_disabled  = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+  # Segments and init segments never change under a key: cached at the edge. Playlists are
+  # rewritten per viewer by the API; one fetched here directly is not cached.
+  media_paths = {
+    "*.m4s"  = local.caching_optimized
+    "*.mp4"  = local.caching_optimized
+    "*.m3u8" = local.caching_disabled
+  }
+}
+
 resource "aws_cloudfront_response_headers_policy" "media" {
   name = "${var.media_bucket}-headers"
+
+  # hls.js fetches segments from the web client's origin
+  dynamic "cors_config" {
+    for_each = length(var.cors_origins) > 0 ? [1] : []
+    content {
+      access_control_allow_credentials = false
+      access_control_max_age_sec       = 3600
+      origin_override                  = true
+      access_control_allow_headers {
+        items = ["*"]
+      }
+      access_control_allow_methods {
+        items = ["GET", "HEAD", "OPTIONS"]
+      }
+      access_control_allow_origins {
+        items = var.cors_origins
+      }
+      access_control_expose_headers {
+        items = ["Content-Length", "Content-Range"]
+      }
+    }
+  }
 
   security_headers_config {
     content_type_options {
@@ -166,7 +216,7 @@ resource "aws_cloudfront_response_headers_policy" "media" {
 }
 
 resource "aws_cloudfront_distribution" "media" {
-  #checkov:skip=CKV_AWS_68:The distribution serves public media files only; a WAF is attached at the account edge where needed.
+  #checkov:skip=CKV_AWS_68:Every request must carry the API's signature; a WAF is attached at the account edge where needed.
   #checkov:skip=CKV2_AWS_47:No WAF here (see CKV_AWS_68).
   #checkov:skip=CKV_AWS_86:Access logs go to the account's central logging bucket, configured outside this module.
   #checkov:skip=CKV_AWS_310:A single origin: S3 is highly available; there is no second origin to fail over to.
@@ -190,9 +240,25 @@ resource "aws_cloudfront_distribution" "media" {
     viewer_protocol_policy     = "redirect-to-https"
     allowed_methods            = ["GET", "HEAD", "OPTIONS"]
     cached_methods             = ["GET", "HEAD"]
-    cache_policy_id            = "658327ea-f89d-4fab-a63d-7e88639e58f6" # Managed-CachingOptimized
+    cache_policy_id            = local.caching_optimized
     response_headers_policy_id = aws_cloudfront_response_headers_policy.media.id
+    trusted_key_groups         = [aws_cloudfront_key_group.playback.id]
     compress                   = true
+  }
+
+  dynamic "ordered_cache_behavior" {
+    for_each = local.media_paths
+    content {
+      path_pattern               = ordered_cache_behavior.key
+      target_origin_id           = "media"
+      viewer_protocol_policy     = "redirect-to-https"
+      allowed_methods            = ["GET", "HEAD", "OPTIONS"]
+      cached_methods             = ["GET", "HEAD"]
+      cache_policy_id            = ordered_cache_behavior.value
+      response_headers_policy_id = aws_cloudfront_response_headers_policy.media.id
+      trusted_key_groups         = [aws_cloudfront_key_group.playback.id]
+      compress                   = true # playlists gzip-encoded (Apple HLS authoring spec 10.1)
+    }
   }
 
   restrictions {

@@ -31,6 +31,22 @@ variable "originals_retention_days" {
   }
 }
 
+variable "multipart_abort_after_days" {
+  description = "Days after which an unfinished multipart upload is aborted (its parts deleted)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.multipart_abort_after_days >= 1
+    error_message = "S3 counts lifecycle days in whole days, from one."
+  }
+}
+
+variable "playback_public_key_pem" {
+  description = "RSA public key (PEM) whose private half the API signs media URLs with; CloudFront serves nothing unsigned."
+  type        = string
+}
+
 variable "kms_key_arn" {
   description = "KMS key for default bucket encryption."
   type        = string
