@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from tests.support.stack import emails_to
 from trackflow.adapters import aws
+from trackflow.adapters.state import ratelimit
 from trackflow.adapters.state.catalogue import Catalogue, WorkStatus
 from trackflow.adapters.state.ratelimit import RateLimiter
 from trackflow.adapters.state.social import SocialStore
@@ -227,21 +229,25 @@ def test_follows_and_idempotent_feed_entries(settings: Settings):
     assert star in social.following(fans[1])
 
 
-def test_the_send_rate_is_shared_and_never_exceeded(settings: Settings):
-    limiter = RateLimiter(
-        aws.client("dynamodb", settings),
-        settings.table("idempotency"),
-        f"test-{uuid.uuid4().hex}",
-        rate_per_s=20,
-    )
+def test_the_send_rate_is_shared_and_never_exceeded(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    """Two senders sharing a key take slots no closer than the rate allows. The limiter's clock
+    stands still here, so that the slots are exact whatever the machine's load."""
+    now = time.time()
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: now))
+    key = f"test-{uuid.uuid4().hex}"
+    senders = [
+        RateLimiter(aws.client("dynamodb", settings), settings.table("idempotency"), key, 20)
+        for _ in range(2)
+    ]
     slots = []
-    for _ in range(30):
-        wait = limiter.reserve(max_wait_s=5)
+    for n in range(30):
+        wait = senders[n % 2].reserve(max_wait_s=5)
         assert wait is not None
-        slots.append(time.time() + wait)
-    gaps = np.diff(sorted(slots))
-    assert gaps.min() >= 1 / 20 - 0.02
-    assert limiter.reserve(max_wait_s=0.0) is None  # the next free slot is in the future
+        slots.append(now + wait)
+    assert np.diff(sorted(slots)) == pytest.approx(np.full(29, 1 / 20))
+    assert senders[0].reserve(max_wait_s=0.0) is None  # the next free slot is in the future
 
 
 def test_sent_mail_is_listed_while_other_state_changes(settings: Settings):
