@@ -2,8 +2,10 @@
 
 For a generated 5-minute stereo 44.1 kHz track, each step of the media core is timed beside a
 reference doing the same work with plain ffmpeg command lines (or the plainest numpy, for
-peaks); then each step runs on a 2-hour stereo 48 kHz input in a process of its own, and its
-peak resident memory is reported (the Python process, and its largest ffmpeg child).
+peaks); the renditions stage (three MP3s and the HLS ladder) is also compared in CPU seconds,
+which a shared machine disturbs less than wall time; then each step runs on a 2-hour stereo
+48 kHz input in a process of its own, and its peak resident memory is reported (the Python
+process, and its largest ffmpeg child).
 Step times are written to .trackflow/bench/steps.json, which `trackflow capacity` reads.
 """
 
@@ -13,6 +15,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -25,7 +28,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from trackflow.media import artwork, ffmpeg, probe, recipes, tags
+from trackflow.media import artwork, ffmpeg, probe, recipes, tags, transcode
 from trackflow.media.samples import SampleTrack, synthesise, write_pcm, write_track
 from trackflow.settings import Settings
 
@@ -76,6 +79,7 @@ def _by_step(
     normalise: Step,
     copyright_check: Step,
     encode: Callable[[int], Step],
+    ladder: Step,
 ) -> dict[str, Step]:
     """The media work under the names the workflow gives its steps."""
     return {
@@ -85,7 +89,13 @@ def _by_step(
         "normalise_audio": normalise,
         "check_copyright": copyright_check,
         **{f"transcode_{bitrate}": encode(bitrate) for bitrate in SETTINGS.rendition_bitrates},
+        "encode_ladder": ladder,
     }
+
+
+def renditions() -> list[str]:
+    """The steps of the renditions stage."""
+    return [*(f"transcode_{bitrate}" for bitrate in SETTINGS.rendition_bitrates), "encode_ladder"]
 
 
 def ours(
@@ -110,6 +120,7 @@ def ours(
             track, info, state["loudness"], work / "norm.flac", SETTINGS
         )
         state["peak"] = result.output.true_peak_dbtp
+        state["master_loudness"] = result.output
 
     def copyright_check() -> None:
         recipes.fingerprint_upload(track, info, SETTINGS)
@@ -122,7 +133,10 @@ def ours(
 
         return run
 
-    return _by_step(metadata, art, analyse, normalise, copyright_check, encode)
+    def ladder() -> None:
+        recipes.encode_ladder(work / "norm.flac", work / "hls", state["master_loudness"], SETTINGS)
+
+    return _by_step(metadata, art, analyse, normalise, copyright_check, encode, ladder)
 
 
 def references(track: Path, cover: Path, work: Path) -> dict[str, Callable[[], Any]]:
@@ -224,32 +238,103 @@ def references(track: Path, cover: Path, work: Path) -> dict[str, Callable[[], A
             str(work / f"ref{bitrate}.mp3"),
         )
 
-    return _by_step(metadata, art, analyse, normalise, copyright_check, encode)
+    def ladder() -> None:
+        """Each rung on its own, as plain HLS with fMP4 segments."""
+        for name, codec, kbps in (
+            ("aac160", "aac", 160),
+            ("aac96", "aac", 96),
+            ("opus96", "libopus", 96),
+        ):
+            rate = ["-ar", "48000"] if codec == "libopus" else []
+            folder = work / "ref_hls" / name
+            folder.mkdir(parents=True, exist_ok=True)
+            _run(
+                *("-i", str(work / "ref_norm.flac"), *rate, "-c:a", codec, "-b:a", f"{kbps}k"),
+                *("-f", "hls", "-hls_time", "6", "-hls_playlist_type", "vod"),
+                *("-hls_segment_type", "fmp4", str(folder / "index.m3u8")),
+            )
+
+    return _by_step(metadata, art, analyse, normalise, copyright_check, encode, ladder)
 
 
-def timed(steps: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
-    """Best of ``repeat`` wall times per step (the steps run in order: later ones use outputs
-    of earlier ones)."""
-    best: dict[str, float] = {}
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its children that have ended (ffmpeg runs)."""
+    me, children = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(
+    steps: dict[str, Callable[[], Any]], repeat: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Best of ``repeat`` wall times, and best of ``repeat`` CPU times, per step (the steps run
+    in order: later ones use outputs of earlier ones)."""
+    wall: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     for _ in range(repeat):
         for name, step in steps.items():
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), _cpu_s()
             step()
-            best[name] = min(best.get(name, float("inf")), time.perf_counter() - started)
+            wall[name] = min(wall.get(name, float("inf")), time.perf_counter() - started)
+            cpu[name] = min(cpu.get(name, float("inf")), _cpu_s() - cpu_started)
+    return wall, cpu
+
+
+def measure_passes(work: Path, repeat: int) -> float:
+    """CPU seconds of the MP3 steps' measure passes alone (decode, loudness and true peak),
+    run again on their outputs: what checking each rendition's peaks costs."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = _cpu_s()
+        for bitrate in SETTINGS.rendition_bitrates:
+            transcode.measure(work / f"{bitrate}.mp3", "mp3", SETTINGS.cpu_task_time_limit_s)
+        best = min(best, _cpu_s() - started)
     return best
+
+
+def renditions_report(
+    ours_cpu: dict[str, float], plain_cpu: dict[str, float], measured: float
+) -> None:
+    """The renditions stage in CPU seconds: against plain encodes of each output, and against
+    today's three MP3 steps."""
+    names = renditions()
+    print("\nrenditions stage, CPU seconds (ffmpeg and Python), best of the runs above\n")
+    print(f"{'step':<18}{'ours CPU s':>11}{'plain CPU s':>13}{'ratio':>8}")
+    for name in names:
+        mine, plain = ours_cpu[name], plain_cpu[name]
+        print(f"{name:<18}{mine:>11.2f}{plain:>13.2f}{mine / plain:>8.2f}")
+    ours_total = sum(ours_cpu[n] for n in names)
+    plain_total = sum(plain_cpu[n] for n in names)
+    ratio = ours_total / plain_total
+    print(
+        f"{'stage':<18}{ours_total:>11.2f}{plain_total:>13.2f}{ratio:>8.2f}"
+        f"  goal <= 1.05: {'met' if ratio <= 1.05 else 'over'}"
+    )
+    mp3 = sum(ours_cpu[n] for n in names if n != "encode_ladder")
+    print(
+        f"the ladder adds {ours_cpu['encode_ladder'] / mp3:.2f}x to the three MP3 steps "
+        f"(stage / MP3 steps = {ours_total / mp3:.2f})"
+    )
+    print(
+        f"of which the MP3 steps' measure passes: {measured:.2f} s "
+        f"({measured / ours_total:.0%} of the stage)"
+    )
 
 
 def save_state(state: dict[str, Any], path: Path) -> None:
     record = dict(state)
-    if "loudness" in record:
-        record["loudness"] = record["loudness"].as_record()
+    for key in ("loudness", "master_loudness"):
+        if key in record:
+            record[key] = record[key].as_record()
     path.write_text(json.dumps(record))
 
 
 def load_state(path: Path) -> dict[str, Any]:
     record = json.loads(path.read_text()) if path.exists() else {}
-    if "loudness" in record:
-        record["loudness"] = ffmpeg.LoudnessStats.from_record(record["loudness"])
+    for key in ("loudness", "master_loudness"):
+        if key in record:
+            record[key] = ffmpeg.LoudnessStats.from_record(record[key])
     return record
 
 
@@ -325,8 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         track, cover = make_inputs(folder, args.minutes)
         (folder / "ours").mkdir()
         (folder / "ref").mkdir()
-        mine = timed(ours(track, folder / "ours"), args.repeat)
-        plain = timed(references(track, cover, folder / "ref"), args.repeat)
+        mine, mine_cpu = timed(ours(track, folder / "ours"), args.repeat)
+        plain, plain_cpu = timed(references(track, cover, folder / "ref"), args.repeat)
         seconds = args.minutes * 60
         print(f"\n{args.minutes:g}-minute stereo 44.1 kHz track, best of {args.repeat}, one core\n")
         header = f"{'step':<18}{'ours s':>9}{'x realtime':>12}{'reference s':>13}{'ratio':>8}"
@@ -340,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(SETTINGS.data_dir) / "bench"
         out.mkdir(parents=True, exist_ok=True)
         (out / "steps.json").write_text(json.dumps({k: round(v, 3) for k, v in mine.items()}))
+        renditions_report(mine_cpu, plain_cpu, measure_passes(folder / "ours", args.repeat))
         if args.long_minutes:
             long_track = _long_input(folder, args.long_minutes)
             memory = peak_memory(long_track)

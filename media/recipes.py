@@ -12,13 +12,23 @@ from typing import Any
 
 import numpy as np
 
-from trackflow.media import artwork, fingerprint, loudness, probe, tags, transcode, waveform
+from trackflow.media import (
+    artwork,
+    fingerprint,
+    loudness,
+    probe,
+    streaming,
+    tags,
+    transcode,
+    waveform,
+)
 from trackflow.media.ffmpeg import LoudnessStats
 from trackflow.settings import Settings
 
 __all__ = [
     "WaveformFiles",
     "analyse_waveform",
+    "encode_ladder",
     "encode_rendition",
     "extract_metadata",
     "fingerprint_upload",
@@ -133,5 +143,20 @@ def encode_rendition(
         sample_rate=s.rendition_sample_rate,
         source_peak_dbtp=master_peak_dbtp,
         max_peak_dbtp=s.true_peak_ceiling_dbtp + s.mp3_peak_allowance_db,
+        timeout=s.cpu_task_time_limit_s,
+    )
+
+
+def encode_ladder(
+    master: Path, out_dir: Path, master_loudness: LoudnessStats, settings: Settings
+) -> dict[str, Any]:
+    """The HLS ladder (AAC-LC 160 and 96 kbps, Opus 96 kbps) of the normalised master, from one
+    decode; ``master_loudness`` is the normalisation's output, which the init segments state."""
+    s = settings
+    return streaming.encode_ladder(
+        master,
+        out_dir,
+        loudness=master_loudness,
+        segment_seconds=s.hls_segment_seconds,
         timeout=s.cpu_task_time_limit_s,
     )

@@ -1,8 +1,9 @@
 """MP3 renditions: constant bitrate, gapless (LAME header with encoder delay and padding), tagged
-ID3v2.4 with the track's tags and front cover."""
+ID3v2.4 with the track's tags, front cover and ReplayGain 2.0."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from mutagen.id3 import (
     TPUB,
     TRCK,
     TSRC,
+    TXXX,
     Encoding,
 )
 from mutagen.mp3 import MP3
@@ -29,7 +31,7 @@ from mutagen.mp3 import MP3
 from trackflow.media import ffmpeg
 from trackflow.media.tags import MULTI_VALUED
 
-__all__ = ["encode_mp3", "write_id3"]
+__all__ = ["encode_mp3", "replaygain_tags", "write_id3"]
 
 _TEXT_FRAMES = {
     "title": TIT2,
@@ -140,8 +142,32 @@ def encode_mp3(
     }
 
 
-def write_id3(path: Path, tags: Mapping[str, Any], cover_jpeg: bytes | None) -> None:
-    """Tag the MP3 at ``path`` with ID3v2.4 frames (UTF-8) and the front cover."""
+REPLAYGAIN_REFERENCE_LUFS = -18.0  # ReplayGain 2.0's reference loudness
+
+
+def replaygain_tags(loudness: ffmpeg.LoudnessStats) -> dict[str, str]:
+    """ReplayGain 2.0 track gain and peak, formatted as rsgain writes them ("-6.50 dB",
+    "0.988000"). The peak is the true peak (linear): the ceiling the renditions are held to is
+    one. Silence has no gain to state."""
+    tags = {}
+    if math.isfinite(loudness.integrated_lufs):
+        gain = REPLAYGAIN_REFERENCE_LUFS - loudness.integrated_lufs
+        tags["REPLAYGAIN_TRACK_GAIN"] = f"{gain:.2f} dB"
+    if tags and math.isfinite(loudness.true_peak_dbtp):
+        tags["REPLAYGAIN_TRACK_PEAK"] = f"{10 ** (loudness.true_peak_dbtp / 20):.6f}"
+    return tags
+
+
+def write_id3(
+    path: Path,
+    tags: Mapping[str, Any],
+    cover_jpeg: bytes | None,
+    *,
+    loudness: ffmpeg.LoudnessStats | None = None,
+) -> None:
+    """Tag the MP3 at ``path`` with ID3v2.4 frames (UTF-8) and the front cover, and with
+    ReplayGain 2.0 (TXXX frames named as the tags) from ``loudness``, the rendition's own as
+    encode_mp3 measured it."""
     id3 = ID3()
     for field, frame in _TEXT_FRAMES.items():
         # ID3v2.4 holds several values in one frame: players list each artist as its own
@@ -162,4 +188,6 @@ def write_id3(path: Path, tags: Mapping[str, Any], cover_jpeg: bytes | None) -> 
         id3.add(
             APIC(encoding=Encoding.UTF8, mime="image/jpeg", type=3, desc="Cover", data=cover_jpeg)
         )
+    for name, value in (replaygain_tags(loudness) if loudness else {}).items():
+        id3.add(TXXX(encoding=Encoding.UTF8, desc=name, text=[value]))
     id3.save(path, v2_version=4)

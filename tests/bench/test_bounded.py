@@ -36,8 +36,11 @@ def test_media_bench(tmp_path: Path):
     table = run_bench(
         "bench.media", "--minutes", "1", "--long-minutes", "1", "--repeat", "1", cwd=tmp_path
     )
-    for step in ("extract_metadata", "analyse_waveform", "transcode_320"):
+    for step in ("extract_metadata", "analyse_waveform"):
         assert table.count(step) == 2  # a time row and a memory row
+    for step in ("transcode_320", "encode_ladder"):
+        assert table.count(step) == 3  # and a row in the renditions stage's CPU table
+    assert "renditions stage" in table and "the ladder adds" in table
     assert (tmp_path / ".trackflow" / "bench" / "steps.json").exists()
 
 
