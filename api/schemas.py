@@ -192,6 +192,16 @@ class Session(BaseModel):
     expires_in: int
 
 
+class StreamVariant(BaseModel):
+    """One rung of the HLS ladder."""
+
+    name: str
+    codec: str = Field(description="aac (AAC-LC) or opus")
+    codecs: str = Field(description="the RFC 6381 name the master playlist gives")
+    bitrate_kbps: int
+    sample_rate: int
+
+
 class Playback(BaseModel):
     """What a player needs: the track's tags and presigned URLs of its media."""
 
@@ -205,7 +215,15 @@ class Playback(BaseModel):
     artwork: dict[str, str] = Field(description="file name (500.jpg, 500@2x.webp, ...) -> URL")
     peaks: str | None = Field(description="the waveform's audiowaveform JSON")
     renditions: dict[str, str] = Field(description="bitrate in kbps -> MP3 URL")
-    loudness: dict[str, Any] | None
+    hls: str | None = Field(
+        description="the HLS master playlist (AAC-LC and Opus in CMAF segments), for this "
+        "caller, valid as long as the media URLs plus the track's length"
+    )
+    stream: list[StreamVariant] = Field(description="the ladder's variants, best first")
+    loudness: dict[str, Any] | None = Field(
+        description="input and output loudness, and `playback`: integrated loudness, range, "
+        "true peak and the gain a player applies to reach each target"
+    )
     copyright: dict[str, Any] | None
     expires_at: str
 

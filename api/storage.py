@@ -1,13 +1,17 @@
 """Presigned access to S3: clients upload straight to S3 and fetch media from it, so that no
 audio passes through the API."""
 
+import functools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
+from botocore.signers import CloudFrontSigner
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from trackflow.adapters import aws
 from trackflow.api.errors import ApiError
@@ -80,6 +84,15 @@ def check_completion(
 
 def _bare(etag: str) -> str:
     return etag.strip().strip('"')
+
+
+@functools.cache
+def _rsa_signer(private_key_pem: str) -> Callable[[bytes], bytes]:
+    """CloudFront's signature: RSA PKCS#1 v1.5 over SHA-1, as its signed URLs require."""
+    key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("CloudFront signs with an RSA key")
+    return lambda message: key.sign(message, padding.PKCS1v15(), hashes.SHA1())
 
 
 def expires_in(seconds: int) -> str:
@@ -240,3 +253,37 @@ class Storage:
 
     def media_expires_at(self) -> str:
         return expires_in(self._settings.media_url_expiry_s)
+
+    def read_text(self, uri: str) -> str:
+        """An ``s3://`` artifact's text (a playlist: a few KB)."""
+        bucket, key = aws.split_s3_uri(uri)
+        try:
+            answer = self._s3.get_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise ApiError(404, "not_found", "no such playlist") from error
+            raise
+        return str(answer["Body"].read().decode())
+
+    def stream_signer(self, prefix: str, expires_in_s: int) -> Callable[[str], str]:
+        """URLs of media-bucket keys under ``prefix`` (a track's ladder), valid ``expires_in_s``:
+        through CloudFront when a media domain is set, one signed custom policy covering the
+        whole prefix, so every segment's URL carries the same signature; else presigned S3
+        GETs, one per key.
+        https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/private-content-creating-signed-url-custom-policy.html"""
+        s = self._settings
+        if s.media_cdn_domain:
+            if not (s.media_cdn_key_pair_id and s.media_cdn_private_key):
+                raise ApiError(503, "playback_unavailable", "streaming is not configured")
+            base = f"https://{s.media_cdn_domain}/"
+            signer = CloudFrontSigner(s.media_cdn_key_pair_id, _rsa_signer(s.media_cdn_private_key))
+            expires = datetime.now(UTC) + timedelta(seconds=expires_in_s)
+            policy = signer.build_policy(f"{base}{prefix}*", expires)
+            query = signer.generate_presigned_url(f"{base}{prefix}", policy=policy).split("?", 1)[1]
+            return lambda key: f"{base}{key}?{query}"
+        bucket = s.media_bucket
+        return lambda key: str(
+            self._s3.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in_s
+            )
+        )

@@ -5,7 +5,7 @@ moves through, and what happens next after each step. Pure: plain data in, plain
                   analyse_waveform -> normalise_audio       (branches run side by side)
                   check_copyright                           pass · hold · reject
          | gate: every check succeeded, and the track is queued or processing (not held)
-    renditions    transcode_128 | transcode_192 | transcode_320
+    renditions    transcode_128 | transcode_192 | transcode_320 | stream_ladder
          | gate: every rendition succeeded
     publication   index_track | publish_feed | notify_uploader
          | every step succeeded: the track is published

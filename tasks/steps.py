@@ -19,11 +19,11 @@ from trackflow.adapters.state.ratelimit import RateLimiter
 from trackflow.adapters.state.users import UserStore
 from trackflow.domain.copyright import judge
 from trackflow.domain.emails import compose, deliverable_address
-from trackflow.domain.keys import PEAKS_ARTIFACT, rendition_artifact
+from trackflow.domain.keys import PEAKS_ARTIFACT, rendition_artifact, stream_artifact
 from trackflow.domain.track import Status, lane_of
 from trackflow.errors import NotReady, WaitForSlot
 from trackflow.logs import get_logger
-from trackflow.media import fingerprint, recipes, transcode
+from trackflow.media import fingerprint, recipes, streaming, transcode
 from trackflow.media.ffmpeg import LoudnessStats
 from trackflow.pipeline.flow import Move
 from trackflow.tasks.catalogue import (
@@ -95,7 +95,17 @@ def normalise_audio(ctx: StepContext) -> StepResult:
         ctx.settings,
     )
     outputs = ctx.store([(NORMALISED_ARTIFACT, out, "audio/flac")])
-    return StepResult(fields={"loudness": result.as_record()}, outputs=outputs)
+    # the renditions are encoded from this master: its loudness is theirs, for players' gains
+    played = result.output
+    playback = streaming.playback_loudness(
+        played.integrated_lufs,
+        played.range_lu,
+        played.true_peak_dbtp,
+        ctx.settings.playback_loudness_targets,
+    )
+    return StepResult(
+        fields={"loudness": result.as_record() | {"playback": playback}}, outputs=outputs
+    )
 
 
 @step("check_copyright")
@@ -157,6 +167,7 @@ def _transcode(ctx: StepContext, bitrate: int) -> StepResult:
         out,
         ctx.track["metadata"]["tags"],
         ctx.artifact(COVER_ARTIFACT).read_bytes() if cover else None,
+        loudness=LoudnessStats.from_record(result["loudness"]),
     )
     outputs = ctx.store([(rendition_artifact(bitrate), out, "audio/mpeg")])
     return StepResult(fields={("renditions", str(bitrate)): result}, outputs=outputs)
@@ -178,6 +189,26 @@ def transcode_192(ctx: StepContext) -> StepResult:
 def transcode_320(ctx: StepContext) -> StepResult:
     """The 320 kbps MP3 rendition."""
     return _transcode(ctx, 320)
+
+
+@step("stream_ladder")
+def stream_ladder(ctx: StepContext) -> StepResult:
+    """The HLS ladder (AAC-LC 160 and 96 kbps, Opus 96 kbps in CMAF segments), from one decode
+    of the master. Every file is stored under its fixed key (a rerun replaces them); only the
+    playlists enter the record, as they name the rest."""
+    out = ctx.workdir / "hls"
+    ladder = recipes.encode_ladder(
+        ctx.artifact(NORMALISED_ARTIFACT),
+        out,
+        LoudnessStats.from_record(ctx.track["loudness"]["output"]),
+        ctx.settings,
+    )
+    files = ladder.pop("files")
+    stored = ctx.store(
+        [(stream_artifact(f["path"]), out / f["path"], f["content_type"]) for f in files]
+    )
+    playlists = {name: uri for name, uri in stored.items() if name.endswith(".m3u8")}
+    return StepResult(fields={"stream": ladder}, outputs=playlists)
 
 
 # --- publication ------------------------------------------------------------------------------
@@ -215,9 +246,7 @@ def index_track(ctx: StepContext) -> StepResult:
 @step("publish_feed")
 def publish_feed(ctx: StepContext) -> StepResult:
     """Put the track in every follower's feed, one bounded page of followers per task."""
-    pages = fan_out(
-        ctx.track["owner"], feed_entry(ctx.track), lane_of(ctx.track)
-    )
+    pages = fan_out(ctx.track["owner"], feed_entry(ctx.track), lane_of(ctx.track))
     return StepResult(fields={"feed": {"pages": pages, "published_at": now_iso()}})
 
 

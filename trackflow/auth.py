@@ -39,7 +39,9 @@ __all__ = [
     "Principal",
     "TokenPolicy",
     "decode_token",
+    "mint_playback_token",
     "mint_token",
+    "playback_viewer",
     "standing",
     "token_secret",
     "verify_token",
@@ -47,6 +49,9 @@ __all__ = [
 
 ISSUER = "trackflow"
 ALGORITHM = "HS256"
+# Playback tokens ride in playlist URLs, where a player sends no Authorization header. Their
+# own audience keeps one from passing as a bearer token, and each names one track.
+PLAYBACK_AUDIENCE = "trackflow-playback"
 
 
 class AuthError(Exception):
@@ -228,3 +233,36 @@ def verify_token(settings: Settings, token: str) -> Claims:
     """The claims of a token signed as ``settings`` say tokens are (local secret or the
     identity provider's keys). Rights and revocation are :func:`standing`'s business."""
     return decode_token(token, _signing_key(settings, token), TokenPolicy.from_settings(settings))
+
+
+def mint_playback_token(settings: Settings, viewer: str, track_id: str, ttl_s: int) -> str:
+    """A token that lets ``viewer`` fetch ``track_id``'s playlists for ``ttl_s`` seconds."""
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER,
+        "aud": PLAYBACK_AUDIENCE,
+        "sub": viewer,
+        "trk": track_id,
+        "iat": now,
+        "exp": now + ttl_s,
+    }
+    return jwt.encode(claims, token_secret(settings), algorithm=ALGORITHM)
+
+
+def playback_viewer(settings: Settings, token: str, track_id: str) -> str:
+    """The viewer a playback token names, if it is ours, unexpired and for ``track_id``; else
+    :class:`AuthError`."""
+    try:
+        claims = jwt.decode(
+            token,
+            token_secret(settings),
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            audience=PLAYBACK_AUDIENCE,
+            options={"require": ["exp", "iat", "iss", "aud", "sub", "trk"]},
+        )
+    except jwt.PyJWTError as error:
+        raise AuthError(_refusal(error)) from error
+    if claims["trk"] != track_id:
+        raise AuthError("the playback link is for another track")
+    return str(claims["sub"])

@@ -203,6 +203,12 @@ class Settings(BaseSettings):
     artwork_max_bytes: int = 20 * 1024 * 1024
     rendition_bitrates: tuple[int, ...] = (128, 192, 320)
     rendition_sample_rate: int = 44_100
+    # The HLS ladder's segments: Apple's authoring spec asks for 6 s (7.5); a shorter one starts
+    # playback and switches variants sooner, at more requests per minute played.
+    hls_segment_seconds: float = Field(6.0, ge=1.0, le=10.0)
+    # Loudness a player may aim for: the gains to reach each are in the record and playback
+    # (streaming services: -14 LUFS; Apple Music -16; EBU R128 broadcast -23).
+    playback_loudness_targets: tuple[float, ...] = (-14.0, -16.0, -23.0)
     loudness_target_lufs: float = -14.0
     true_peak_ceiling_dbtp: float = -1.0
     lossy_headroom_db: float = 1.5  # the lossless master's true peak stays this far below

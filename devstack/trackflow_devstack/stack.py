@@ -59,11 +59,11 @@ def worker_roles(cores: int | None = None) -> list[Role]:
     priority uploads never wait behind the backlog, and one slot of each for bulk work (the
     catalogue's) so that it never holds up an upload.
 
-    The extra CPU slot: a track's three encodes (and its checks' three CPU branches) start
-    together, and on two slots the third waited for the first to end; sharing the cores,
-    they end together sooner (`make bench-e2e` measures it). That holds on an idle stack only:
-    a step that was queued waits for a free core (tasks/cores.py), so in a backlog the extra
-    slot holds the next step, ready the moment a core frees."""
+    The extra CPU slot: three of a stage's CPU steps (the checks' three CPU branches, three of
+    the four renditions) start together, where on two slots the third waited for the first to
+    end; sharing the cores, they end together sooner (`make bench-e2e` measures it). That holds
+    on an idle stack only: a step that was queued waits for a free core (tasks/cores.py), so in
+    a backlog the extra slot holds the next step, ready the moment a core frees."""
     cores = cores or os.cpu_count() or 2
     plan = [
         (WorkerGroup.CPU, Lane.STANDARD, cores + 1),

@@ -87,6 +87,17 @@ def rendition_artifact(bitrate_kbps: int) -> str:
     return f"audio/{bitrate_kbps}.mp3"
 
 
+# The HLS ladder: a master playlist, and each variant's playlist, init segment and segments in
+# a folder of its own. Only the playlists are recorded; they name the segments.
+STREAM_FOLDER = "hls"
+STREAM_MASTER_ARTIFACT = f"{STREAM_FOLDER}/master.m3u8"
+
+
+def stream_artifact(path: str) -> str:
+    """A file of the ladder, by its path in the ladder (``aac160/index.m3u8``)."""
+    return f"{STREAM_FOLDER}/{path}"
+
+
 def media_key(owner: str, track_id: str, artifact: str) -> str:
     """Key of one artifact of a track in the media bucket, e.g. ``audio/128.mp3``."""
     return f"tracks/{owner}/{track_id}/{artifact}"

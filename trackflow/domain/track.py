@@ -73,13 +73,20 @@ STEPS: tuple[StepSpec, ...] = (
     StepSpec("transcode_128", WorkerGroup.CPU, 18),
     StepSpec("transcode_192", WorkerGroup.CPU, 20),
     StepSpec("transcode_320", WorkerGroup.CPU, 20),
+    StepSpec("stream_ladder", WorkerGroup.CPU, 20),
     StepSpec("index_track", WorkerGroup.IO, 2),
     StepSpec("publish_feed", WorkerGroup.IO, 3),
     StepSpec("notify_uploader", WorkerGroup.IO, 3),
 )
 STEP_NAMES: tuple[str, ...] = tuple(step.name for step in STEPS)
 STEP_BY_NAME: Mapping[str, StepSpec] = {step.name: step for step in STEPS}
-TRANSCODE_STEPS: tuple[str, ...] = ("transcode_128", "transcode_192", "transcode_320")
+# the MP3s (download and preview files) and the HLS ladder (streaming), side by side
+RENDITION_STEPS: tuple[str, ...] = (
+    "transcode_128",
+    "transcode_192",
+    "transcode_320",
+    "stream_ladder",
+)
 PUBLISH_STEPS: tuple[str, ...] = ("index_track", "publish_feed", "notify_uploader")
 
 
@@ -107,7 +114,7 @@ STAGES: tuple[Stage, ...] = (
             ("check_copyright",),
         ),
     ),
-    Stage("renditions", tuple((step,) for step in TRANSCODE_STEPS)),
+    Stage("renditions", tuple((step,) for step in RENDITION_STEPS)),
     Stage("publication", tuple((step,) for step in PUBLISH_STEPS)),
 )
 STAGE_BY_NAME: Mapping[str, Stage] = {stage.name: stage for stage in STAGES}

@@ -36,6 +36,7 @@ DEFAULT_STEP_SECONDS = {
     "transcode_128": 8.5,
     "transcode_192": 9.5,
     "transcode_320": 9.0,
+    "stream_ladder": 9.0,
     "index_track": 0.3,
     "publish_feed": 0.2,
     "notify_uploader": 0.3,
