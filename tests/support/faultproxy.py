@@ -2,8 +2,10 @@
 
 Every request is forwarded to the upstream endpoint unchanged, unless a fault is drawn for it:
 a dropped connection, a delay, or an answer of 500, 503 or throttling. Faults are off until a
-test turns them on (POST /__faults__ with the probabilities); GET /__faults__ reports what was
-injected. Run as a process: python -m tests.support.faultproxy PORT UPSTREAM_URL
+test turns them on (POST /__faults__ with the probabilities, and optionally ``match``: only
+requests whose path and query contain it draw faults, and ``after``: that many matching
+requests pass first); GET /__faults__ reports what was injected. Run as a process:
+python -m tests.support.faultproxy PORT UPSTREAM_URL
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class FaultProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.faults: dict[str, float] = {}
+        self.match = ""  # only requests whose path and query contain this draw faults
+        self.spared = 0  # matching requests still to pass before faults are drawn
         self.injected: Counter[str] = Counter()
         self.forwarded = 0
         self.session: ClientSession | None = None
@@ -60,13 +64,20 @@ class FaultProxy:
 
     async def control(self, request: web.Request) -> web.Response:
         if request.method == "POST":
-            self.faults = {k: float(v) for k, v in (await request.json()).items()}
+            asked = await request.json()
+            self.match, self.spared = str(asked.pop("match", "")), int(asked.pop("after", 0))
+            self.faults = {k: float(v) for k, v in asked.items()}
             self.random.seed(1234)
         return web.json_response(
             {"faults": self.faults, "injected": dict(self.injected), "forwarded": self.forwarded}
         )
 
-    def _draw(self) -> str | None:
+    def _draw(self, request: web.Request) -> str | None:
+        if self.match not in request.path_qs:
+            return None
+        if self.spared > 0:
+            self.spared -= 1
+            return None
         roll = self.random.random()
         for fault, probability in self.faults.items():
             if roll < probability:
@@ -76,7 +87,7 @@ class FaultProxy:
 
     async def forward(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        fault = self._draw()
+        fault = self._draw(request)
         if fault:
             self.injected[fault] += 1
         if fault == "drop":
