@@ -16,7 +16,6 @@ an upper bound of the client's own work, not a network figure.
 from __future__ import annotations
 
 import argparse
-import http.server
 import json
 import math
 import multiprocessing
@@ -27,10 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -162,39 +158,20 @@ def _newest_track(client: Any) -> dict[str, Any]:
     return dict(client.request("GET", "/v1/tracks", params={"limit": 1})["tracks"][0])
 
 
-@contextmanager
-def _receiver() -> Iterator[tuple[str, dict[str, float]]]:
-    """A webhook receiver on the loopback: its URL, and when each event id arrived."""
-    arrived: dict[str, float] = {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["content-length"]))
-            arrived.setdefault(self.headers["webhook-id"], time.time())
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hooks", arrived
-    finally:
-        server.shutdown()
-
-
 def webhook_latency(client: Any, scratch: Path, tracks: int) -> list[float]:
     """Seconds from each track's publication to its event at the receiver, one track at a time
     on the idle stack."""
+    from trackflow_devstack.receiver import WebhookReceiver
+
     from bench.e2e import wait_until_quiet
     from trackflow.media.samples import SampleTrack, write_track
     from trackflow.settings import get_settings
 
     latencies = []
-    with _receiver() as (url, arrived):
-        client.request("POST", "/v1/webhooks", json={"url": url, "events": ["track.published"]})
+    with WebhookReceiver() as receiver:
+        client.request(
+            "POST", "/v1/webhooks", json={"url": receiver.url, "events": ["track.published"]}
+        )
         for n in range(tracks):
             path = write_track(
                 SampleTrack(f"Hook {n}", "Bench", 6, 7100 + n), scratch / f"h{n}.mp3"
@@ -205,12 +182,12 @@ def webhook_latency(client: Any, scratch: Path, tracks: int) -> list[float]:
             if track["status"] != "published":
                 raise RuntimeError(f"a webhook track ended {track['status']}")
             deadline = time.time() + 120
-            while len(arrived) <= n:
+            while len(receiver.deliveries) <= n:
                 if time.time() > deadline:
                     raise TimeoutError("the webhook never arrived")
                 time.sleep(0.01)
             published = datetime.fromisoformat(track["published_at"]).timestamp()
-            latencies.append(max(arrived.values()) - published)
+            latencies.append(receiver.deliveries[n].arrived_at - published)
             wait_until_quiet(get_settings())
     return latencies
 

@@ -3,13 +3,11 @@ exactly one signed track.published event, and the decision taken again makes no 
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from trackflow_devstack.receiver import WebhookReceiver
 
 from tests.support.stack import client_for, upload_and_wait, wait_for
 from trackflow.media.samples import SampleTrack, write_track
@@ -24,27 +22,14 @@ standardwebhooks = pytest.importorskip("standardwebhooks")
 def test_a_published_track_reaches_the_receiver_once_signed(settings: Settings, tmp_path: Path):
     """One track.published event, verified by the standardwebhooks package; emitting the
     outcome again (a redelivered message) creates no second event."""
-    received: list[tuple[dict[str, str], bytes]] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["content-length"]))
-            received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    receiver = WebhookReceiver()
     try:
         client = client_for(settings, "e2e-hooks")
         endpoint = client.request(
             "POST",
             "/v1/webhooks",
             json={
-                "url": f"http://127.0.0.1:{server.server_address[1]}/in",
+                "url": receiver.url,
                 "events": ["track.published", "track.failed"],
             },
         )
@@ -53,18 +38,19 @@ def test_a_published_track_reaches_the_receiver_once_signed(settings: Settings, 
         )
         track = upload_and_wait(client, path)
         assert track["status"] == "published", track.get("error")
-        wait_for(lambda: received, timeout_s=60)
-        [(headers, body)] = received
-        event = standardwebhooks.Webhook(endpoint["secret"]).verify(body, headers)
+        wait_for(lambda: receiver.deliveries, timeout_s=60)
+        [delivery] = receiver.deliveries
+        headers = delivery.headers
+        event = standardwebhooks.Webhook(endpoint["secret"]).verify(delivery.body, headers)
         assert event["type"] == "track.published"
         assert event["data"]["track_id"] == track["track_id"]
         # the outcome decided again, as a redelivered last step would: no second event
         webhooks.emit(track, ["track.published"])
         time.sleep(3)
-        assert len(received) == 1
+        assert len(receiver.deliveries) == 1
         page = client.request("GET", f"/v1/webhooks/{endpoint['id']}/deliveries")
-        [delivery] = page["deliveries"]
-        assert delivery["event_id"] == headers["webhook-id"]
-        assert (delivery["attempts"], delivery["last_status_code"]) == (1, 204)
+        [logged] = page["deliveries"]
+        assert logged["event_id"] == headers["webhook-id"]
+        assert (logged["attempts"], logged["last_status_code"]) == (1, 204)
     finally:
-        server.shutdown()
+        receiver.close()

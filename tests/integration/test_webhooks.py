@@ -3,8 +3,6 @@ against a receiver on the loopback (messages between tasks are captured, not sen
 
 from __future__ import annotations
 
-import http.server
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +10,7 @@ from unittest import mock
 
 import pytest
 from fastapi.testclient import TestClient
+from trackflow_devstack.receiver import WebhookReceiver
 
 from trackflow.api.app import create_app
 from trackflow.auth import mint_token
@@ -32,42 +31,14 @@ def auth(settings: Settings, user: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {mint_token(settings, user)}"}
 
 
-class Receiver:
-    """An HTTP receiver on 127.0.0.1 that answers with the statuses it is given, in turn."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = statuses
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = (
-                    receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
-                )
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver([200])
-    yield r
-    r.server.shutdown()
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver((200,)) as r:
+        yield r
 
 
 def test_register_list_get_rotate_and_delete(
-    api: TestClient, settings: Settings, receiver: Receiver
+    api: TestClient, settings: Settings, receiver: WebhookReceiver
 ):
     """The secret is shown on creation and rotation only; others' endpoints answer 404."""
     me = auth(settings, f"hooks-{uuid.uuid4().hex[:8]}")
@@ -141,7 +112,7 @@ def test_private_addresses_are_refused_outside_local_mode(settings: Settings):
 
 
 def test_an_administrator_may_hear_of_every_track(
-    api: TestClient, settings: Settings, receiver: Receiver
+    api: TestClient, settings: Settings, receiver: WebhookReceiver
 ):
     """An all-tracks endpoint is subscribed to any owner's events."""
     created = api.post(
@@ -171,7 +142,7 @@ def a_track(owner: str) -> dict[str, Any]:
 def test_one_event_per_outcome_and_retries_with_the_same_id(api: TestClient, settings: Settings):
     """An outcome emitted twice makes one event and one delivery; 500, 500, 500 then 200 are
     four attempts with one webhook-id, each signed, and the log shows them."""
-    receiver = Receiver([500, 500, 500, 200])
+    receiver = WebhookReceiver((500, 500, 500, 200))
     owner = f"hooks-{uuid.uuid4().hex[:8]}"
     me = auth(settings, owner)
     endpoint = api.post(
@@ -199,13 +170,13 @@ def test_one_event_per_outcome_and_retries_with_the_same_id(api: TestClient, set
                 store._delivery_update(due, _due_now())
         assert webhooks.deliver(*deliver.call_args_list[0].args[0]) == "over"  # a stale duplicate
     assert results == ["retrying", "retrying", "retrying", "delivered"]
-    assert {h["webhook-id"] for h, _ in receiver.requests} == {event_id}
-    assert len(receiver.requests) == 4
+    assert {d.headers["webhook-id"] for d in receiver.deliveries} == {event_id}
+    assert len(receiver.deliveries) == 4
     page = api.get(f"/v1/webhooks/{endpoint['id']}/deliveries", headers=me).json()["deliveries"]
     assert [(d["event_id"], d["attempts"], d["last_status_code"], d["state"]) for d in page] == [
         (event_id, 4, 200, "delivered")
     ]
-    receiver.server.shutdown()
+    receiver.close()
 
 
 def _due_now() -> Any:
@@ -220,7 +191,7 @@ def test_410_disables_the_endpoint_and_redeliver_needs_an_enabled_one(
     api: TestClient, settings: Settings
 ):
     """A 410 Gone ends the delivery and disables the endpoint; redelivery then answers 409."""
-    receiver = Receiver([410])
+    receiver = WebhookReceiver((410,))
     owner = f"hooks-{uuid.uuid4().hex[:8]}"
     me = auth(settings, owner)
     endpoint = api.post(
@@ -243,11 +214,11 @@ def test_410_disables_the_endpoint_and_redeliver_needs_an_enabled_one(
         f"/v1/webhooks/{endpoint['id']}/deliveries/{delivery['id']}/redeliver", headers=me
     )
     assert again.status_code == 409
-    receiver.server.shutdown()
+    receiver.close()
 
 
 def test_redeliver_schedules_the_same_event_again(
-    api: TestClient, settings: Settings, receiver: Receiver
+    api: TestClient, settings: Settings, receiver: WebhookReceiver
 ):
     """A delivered event redelivered is sent again with the same webhook-id."""
     owner = f"hooks-{uuid.uuid4().hex[:8]}"
@@ -270,7 +241,7 @@ def test_redeliver_schedules_the_same_event_again(
         )
         assert again.status_code == 202 and again.json()["state"] == "pending"
         assert webhooks.deliver(*deliver.call_args.args[0]) == "delivered"
-    assert [h["webhook-id"] for h, _ in receiver.requests] == [delivery["event_id"]] * 2
+    assert [d.headers["webhook-id"] for d in receiver.deliveries] == [delivery["event_id"]] * 2
 
 
 def test_nobody_listening_writes_no_event(settings: Settings):
@@ -282,7 +253,7 @@ def test_nobody_listening_writes_no_event(settings: Settings):
 
 def test_deleting_a_track_tells_its_owner_s_endpoints(api: TestClient, settings: Settings):
     """DELETE of a finished track records one track.deleted event for its owner's endpoint."""
-    receiver = Receiver([200])
+    receiver = WebhookReceiver((200,))
     owner = f"hooks-{uuid.uuid4().hex[:8]}"
     me = auth(settings, owner)
     api.post("/v1/webhooks", json={"url": receiver.url, "events": ["track.deleted"]}, headers=me)
@@ -296,4 +267,4 @@ def test_deleting_a_track_tells_its_owner_s_endpoints(api: TestClient, settings:
     [(event_id,)] = {c.args[0] for c in dispatch.call_args_list}
     event = webhooks.webhook_store(settings).event(event_id)
     assert event is not None and event["type"] == "track.deleted"
-    receiver.server.shutdown()
+    receiver.close()
