@@ -97,6 +97,43 @@ def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0, min(8.0, 0.5 * 2**attempt)))
 
 
+def _with_retries(
+    send: Callable[[Callable[[int], None]], httpx.Response],
+    on_bytes: Callable[[int], None],
+    *,
+    done: Callable[[httpx.Response], bool],
+    final: Callable[[int], bool],
+    label: str = "",
+) -> httpx.Response:
+    """``send`` (given a byte counter) as S3 asks clients to retry: its 5xx answers and dropped
+    connections up to ``UPLOAD_ATTEMPTS`` tries with exponential backoff and jitter, the bytes
+    of a failed try taken back from the progress. An answer ``final`` judges final (a refusal:
+    too large, wrong type, expired) ends it at once."""
+    for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+        sent = 0
+
+        def count(n: int) -> None:
+            nonlocal sent
+            sent += n
+            on_bytes(n)
+
+        try:
+            response = send(count)
+        except httpx.TransportError as error:
+            status, problem = 503, f"connection failed: {error or type(error).__name__}"
+        else:
+            if done(response):
+                return response
+            status, problem = response.status_code, _s3_error(response.text)
+            if final(status):
+                raise ApiError(status, "upload_refused", f"{label}{problem}")
+        on_bytes(-sent)
+        if attempt == UPLOAD_ATTEMPTS:
+            raise ApiError(status, "upload_failed", f"{label}{problem} ({attempt} attempts)")
+        _backoff(attempt)
+    raise AssertionError("unreachable")
+
+
 def _s3_error(body: str) -> str:
     """S3's XML error as one line: "Code: Message"."""
     code = re.search(r"<Code>(.*?)</Code>", body)
@@ -164,41 +201,29 @@ class ApiClient:
         ``UPLOAD_ATTEMPTS`` tries with exponential backoff and jitter (the progress goes back
         to zero for each). A refusal (4xx: too large, wrong type, expired) is final.
         """
-        for attempt in range(1, UPLOAD_ATTEMPTS + 1):
-            sent = 0
 
-            def count(n: int) -> None:
-                nonlocal sent
-                sent += n
-                on_bytes(n)
+        def post(count: Callable[[int], None]) -> httpx.Response:
+            with path.open("rb") as handle:
+                return httpx.post(
+                    upload["url"],
+                    data=upload["fields"],
+                    files={
+                        "file": (
+                            path.name,
+                            # httpx only reads it, as it would the file itself
+                            cast(BinaryIO, _Counting(handle, count)),
+                            upload["fields"].get("Content-Type"),
+                        )
+                    },
+                    timeout=httpx.Timeout(60.0, write=None),
+                )
 
-            try:
-                with path.open("rb") as handle:
-                    response = httpx.post(
-                        upload["url"],
-                        data=upload["fields"],
-                        files={
-                            "file": (
-                                path.name,
-                                # httpx only reads it, as it would the file itself
-                                cast(BinaryIO, _Counting(handle, count)),
-                                upload["fields"].get("Content-Type"),
-                            )
-                        },
-                        timeout=httpx.Timeout(60.0, write=None),
-                    )
-            except httpx.TransportError as error:
-                status, problem = 503, f"connection failed: {error or type(error).__name__}"
-            else:
-                if response.status_code in (200, 201, 204):
-                    return
-                status, problem = response.status_code, _s3_error(response.text)
-                if status < 500:
-                    raise ApiError(status, "upload_refused", problem)
-            on_bytes(-sent)
-            if attempt == UPLOAD_ATTEMPTS:
-                raise ApiError(status, "upload_failed", f"{problem} ({attempt} attempts)")
-            _backoff(attempt)
+        _with_retries(
+            post,
+            on_bytes,
+            done=lambda response: response.status_code in (200, 201, 204),
+            final=lambda status: status < 500,
+        )
 
     # --- large files, in parts (the API's multipart upload) -----------------------------------
     def parts(self, track_id: str) -> dict[str, Any]:
@@ -265,42 +290,26 @@ class ApiClient:
         on_bytes: Callable[[int], None],
     ) -> str:
         """PUT one part to its presigned URL; its ETag."""
-        for attempt in range(1, UPLOAD_ATTEMPTS + 1):
-            sent = 0
 
-            def count(n: int) -> None:
-                nonlocal sent
-                sent += n
-                on_bytes(n)
-
+        def put(count: Callable[[int], None]) -> httpx.Response:
             # a URL is asked for just before its part goes: URLs live minutes, uploads hours
             url = self.part_urls(track_id, {number: checksum})[number]
-            try:
-                response = httpx.put(
-                    url,
-                    content=_chunks(data, count),
-                    headers={
-                        "Content-Length": str(len(data)),
-                        "x-amz-checksum-crc32": checksum,
-                    },
-                    timeout=httpx.Timeout(60.0, write=None),
-                )
-            except httpx.TransportError as error:
-                status, problem = 503, f"connection failed: {error or type(error).__name__}"
-            else:
-                if response.status_code == 200 and response.headers.get("ETag"):
-                    return response.headers["ETag"].strip('"')
-                status, problem = response.status_code, _s3_error(response.text)
-                # 403: the URL expired (a fresh one is asked for); other 4xx are final
-                if 400 <= status < 500 and status != 403:
-                    raise ApiError(status, "upload_refused", f"part {number}: {problem}")
-            on_bytes(-sent)
-            if attempt == UPLOAD_ATTEMPTS:
-                raise ApiError(
-                    status, "upload_failed", f"part {number}: {problem} ({attempt} attempts)"
-                )
-            _backoff(attempt)
-        raise AssertionError("unreachable")
+            return httpx.put(
+                url,
+                content=_chunks(data, count),
+                headers={"Content-Length": str(len(data)), "x-amz-checksum-crc32": checksum},
+                timeout=httpx.Timeout(60.0, write=None),
+            )
+
+        response = _with_retries(
+            put,
+            on_bytes,
+            done=lambda response: response.status_code == 200 and "ETag" in response.headers,
+            # 403: the URL expired (a fresh one is asked for); other 4xx are final
+            final=lambda status: 400 <= status < 500 and status != 403,
+            label=f"part {number}: ",
+        )
+        return response.headers["ETag"].strip('"')
 
     def track(self, track_id: str) -> dict[str, Any]:
         return self.request("GET", f"/v1/tracks/{track_id}")
