@@ -2,8 +2,10 @@
 // Plain modules, no build step; every text from the server goes into the page as text.
 
 import { ApiError, follow, postToS3, request, saveSession, session, signOut } from "./api.js";
+import { h } from "./dom.js";
 import { gone, listParts, sendParts, unfinished } from "./parts.js";
-import { Waveform, clock } from "./waveform.js";
+import { player } from "./player.js";
+import { clock } from "./waveform.js";
 
 const TERMINAL = new Set(["published", "rejected", "failed"]);
 const main = document.getElementById("main");
@@ -11,18 +13,6 @@ let workflow = null; // the stages of the workflow, fetched once
 let leaving = new AbortController(); // aborted when the view changes: stops its polling
 
 // --- DOM helpers ----------------------------------------------------------------------------
-function h(tag, attributes = {}, ...children) {
-  const element = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
-    else if (name === "text") element.textContent = value;
-    else element.setAttribute(name, value === true ? "" : value);
-  }
-  element.append(...children.flat(Infinity).filter((child) => child !== null && child !== undefined));
-  return element;
-}
-
 function show(...children) {
   main.replaceChildren(...children);
   main.focus({ preventScroll: true });
@@ -469,6 +459,8 @@ async function trackView(trackId) {
     return;
   }
   const own = play.owner === session()?.user;
+  const drawn = new AbortController(); // this drawing of the page: its player stops with it
+  signal.addEventListener("abort", () => drawn.abort(), { once: true });
   const live = h("section", { "aria-label": "Processing" });
   const page = h(
     "article",
@@ -481,10 +473,11 @@ async function trackView(trackId) {
       h("p", { class: "artist", text: [play.artist, play.album].filter(Boolean).join(" — ") }),
       h("p", { class: "meta", text: `${clock(play.duration_s)} · uploaded by ${play.owner}` }),
     ),
-    await player(play),
+    await player(play, drawn.signal),
     facts(play),
     live,
   );
+  if (signal.aborted) return; // another view while this one loaded
   show(page);
   if (own && play.status !== "published") {
     const stageList = await stages();
@@ -494,7 +487,10 @@ async function trackView(trackId) {
       (track) => live.replaceChildren(processingPanel(track, stageList)),
       signal,
     ).then((track) => {
-      if (track?.status === "published" && !signal.aborted) trackView(trackId);
+      if (track?.status === "published" && !signal.aborted) {
+        drawn.abort();
+        trackView(trackId);
+      }
     });
   }
 }
@@ -525,56 +521,6 @@ function artwork(play) {
   );
 }
 
-async function player(play) {
-  const bitrates = Object.keys(play.renditions).sort((a, b) => a - b);
-  if (!bitrates.length) return h("p", { class: "meta", text: "Not playable yet." });
-  const audio = h("audio", { controls: true, preload: "metadata", src: play.renditions[bitrates[0]] });
-  audio.dataset.bitrate = bitrates[0];
-  const quality = h(
-    "fieldset",
-    { class: "quality" },
-    h("legend", { text: "Quality" }),
-    bitrates.map((bitrate, index) =>
-      h(
-        "label",
-        {},
-        h("input", {
-          type: "radio",
-          name: "bitrate",
-          value: bitrate,
-          checked: index === 0,
-          onchange: () => {
-            const at = audio.currentTime;
-            const playing = !audio.paused;
-            audio.src = play.renditions[bitrate];
-            audio.dataset.bitrate = bitrate;
-            audio.currentTime = at;
-            if (playing) audio.play();
-          },
-        }),
-        ` ${bitrate} kbps`,
-      ),
-    ),
-  );
-  const canvas = h("canvas", { class: "waveform", "aria-label": "Waveform: click or use the arrow keys to seek" });
-  const parts = [canvas, audio, quality];
-  if (play.peaks) {
-    const peaks = await fetch(play.peaks).then((response) => response.json());
-    const waveform = new Waveform(canvas, peaks, {
-      duration: play.duration_s,
-      onSeek: (seconds) => {
-        audio.currentTime = seconds;
-        waveform.setPosition(seconds);
-      },
-    });
-    audio.addEventListener("timeupdate", () => waveform.setPosition(audio.currentTime));
-    waveform.draw();
-  } else {
-    canvas.remove();
-  }
-  return h("div", { class: "player" }, parts);
-}
-
 function facts(play) {
   const rows = [];
   const loudness = play.loudness;
@@ -582,6 +528,36 @@ function facts(play) {
     const lufs = (value) => (value === null || value === undefined ? "silent" : `${Number(value).toFixed(1)} LUFS`);
     rows.push(["Loudness uploaded", lufs(loudness.input.integrated_lufs)]);
     if (loudness.output) rows.push(["Loudness now", lufs(loudness.output.integrated_lufs)]);
+  }
+  // what the renditions measure, and the gain a player applies to reach each target loudness
+  // (this page plays them as they are: the masters are at -14 LUFS already)
+  const measured = loudness?.playback;
+  if (measured) {
+    const number = (value, unit) =>
+      value === null || value === undefined ? "—" : `${Number(value).toFixed(1)} ${unit}`;
+    const signed = (value) => {
+      const tenths = Math.round(Number(value) * 10) / 10 || 0; // no "-0.0"
+      return `${tenths > 0 ? "+" : ""}${tenths.toFixed(1)} dB`;
+    };
+    rows.push([
+      "Stream loudness",
+      measured.integrated_lufs === null || measured.integrated_lufs === undefined
+        ? "silent"
+        : `${number(measured.integrated_lufs, "LUFS")} integrated · range ${number(measured.range_lu, "LU")}` +
+          ` · true peak ${number(measured.true_peak_dbtp, "dBTP")}`,
+    ]);
+    if (measured.gains?.length) {
+      rows.push([
+        "Player gain",
+        measured.gains
+          .map(
+            (gain) =>
+              `${signed(gain.gain_db)} to reach ${gain.target_lufs} LUFS` +
+              (gain.peak_limited ? " (held down by the true peak)" : ""),
+          )
+          .join(" · "),
+      ]);
+    }
   }
   if (play.copyright) {
     const matches = play.copyright.matches || [];

@@ -102,8 +102,11 @@ def test_upload_follow_and_play_a_track_in_the_browser(
     correlation = np.corrcoef(ink, height)[0, 1]
     assert correlation > 0.9, f"waveform drawn unlike its peaks (r={correlation:.2f})"
 
-    # the player: the 128 kbps rendition plays, and a click on the waveform seeks
+    # the player: the HLS ladder plays by default (test_web_streaming.py); the MP3s are still
+    # a choice: the 128 kbps rendition plays, and a click on the waveform seeks
     audio = page.locator("audio")
+    wait_for(lambda: audio.get_attribute("data-engine") == "hls.js", timeout_s=30)
+    page.get_by_label("MP3 128 kbps").check()
     assert audio.get_attribute("data-bitrate") == "128"
     wait_for(lambda: "/audio/128.mp3" in audio.evaluate("a => a.currentSrc"), timeout_s=30)
     audio.evaluate("a => a.play()")
@@ -213,8 +216,8 @@ def test_feed_and_search_lead_to_a_followed_users_track(
     result.click()
     page.get_by_role("heading", name="Moonlit Harbour").wait_for()
     assert "uploaded by web-dan" in page.locator(".meta").first.inner_text()
-    audio = page.locator("audio")  # the media element picks its source asynchronously
-    wait_for(lambda: "/audio/128.mp3" in audio.evaluate("a => a.currentSrc"), timeout_s=30)
+    audio = page.locator("audio")  # the stream, through hls.js: a MediaSource's blob: URL
+    wait_for(lambda: audio.evaluate("a => a.currentSrc").startswith("blob:"), timeout_s=30)
 
 
 def test_files_dropped_on_the_page_upload(settings: Settings, browser: Any, tmp_path: Path):
