@@ -10,11 +10,13 @@ a linear frequency axis, about 0 Hz), so the coordinates do not move; a speed ch
 One more coordinate is A's frequency over the box's height, which a pitch shift does not change
 either and which separates quads from different registers.
 
-The index holds few quads per second of a work (sparse peaks, two quads per root); an upload is
-hashed densely (more peaks, every box and several C, D choices), so the work's quads are among the
-upload's despite peaks that come and go. Hashes are real numbers: a key-value store holds each
-quad under its quantised cell, and a query asks for the cells within ``TOLERANCE`` of its own
-(``query_cells``), then keeps postings within the tolerance of the exact hash.
+The index holds few quads per second of a work (sparse peaks, one quad per root, its peaks chosen
+by strength); an upload is hashed densely (more peaks, the strongest few boxes of each root and
+several C, D choices in each), so the work's quads are among the upload's despite peaks that come
+and go. Hashes are real numbers: a key-value store holds each quad under its quantised cell, and
+a query asks for the cells within ``tolerances`` of its own (``query_cells``), then keeps
+postings within the tolerance of the exact hash. Figures behind the settings:
+docs/performance.md.
 
 A hit carries the two boxes' widths and heights, hence a time factor and a frequency factor; a
 work is a candidate only when many hits agree on both factors and on one line from work time to
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+import scipy.fft
 from scipy.ndimage import maximum_filter
 
 from trackflow.media import fingerprint as fp
@@ -54,6 +57,7 @@ __all__ = [
     "quads",
     "query_cells",
     "reference_quads",
+    "tolerances",
     "verify",
 ]
 
@@ -72,16 +76,21 @@ MAX_WIDTH = round(1.5 / FRAME_SECONDS)
 MIN_HEIGHT = 24
 MAX_FACTOR = 1.25  # time and frequency factors searched: 0.8 to 1.25
 MAX_STEP = 48  # later peaks considered as B for one A
-QUADS_PER_ROOT = 1  # quads a work keeps for each A (nearest boxes first)
-QUERY_BOXES = 8  # boxes an upload keeps for each A (nearest first): peaks the work lacks add some
-QUERY_INNER = 3  # an upload's C, D are any two of the first QUERY_INNER peaks in a box
-# How far an upload's hash may be from the work's, per coordinate. Frequencies are sharper than
-# times (interpolated bins against 11.6 ms frames, and a tempo change moves onsets a little), so
-# the time coordinates get the wider tolerance.
-TOLERANCE = np.array([0.025, 0.008, 0.025, 0.008, 0.02], np.float32)
-CELLS = np.array([10, 25, 10, 25], np.int64)  # quantisation of the four box coordinates
-LOG_RATIO_CELL = 0.25  # octaves: quantisation of log2(A's frequency / box height)
-LOG_RATIO_RANGE = (-3.0, 5.0)
+INNER_MARGIN = 0.1  # C and D lie this far inside a work's box (a share of its width and height)
+QUADS_PER_ROOT = 1  # quads a work keeps for each A (strongest B first)
+QUERY_BOXES = 4  # boxes an upload keeps for each A (strongest B first)
+QUERY_INNER = 4  # an upload's C, D are any two of the QUERY_INNER strongest in a box
+# How far an upload's hash may be from the work's, per coordinate, at least. On the bench's
+# evasions a peak moves a frame or so in time and half a bin in frequency, so the time
+# coordinates get the wider tolerance, and the last coordinate (a log of A's frequency) one that
+# widens for low A (``tolerances``), where half a bin is a large share.
+TOLERANCE = np.array([0.02, 0.009, 0.02, 0.009, 0.02], np.float32)
+A_SLACK = 0.7  # bins: A's frequency error that the last coordinate's tolerance allows for
+# Cells a quad is stored under: about three tolerances wide, so that an upload's quad asks for a
+# few cells (its own and the neighbours it is near), each holding few postings it cannot match.
+CELLS = np.array([16, 40, 16, 40], np.int64)  # quantisation of the four box coordinates
+LOG_RATIO_CELL = 0.15  # octaves: quantisation of log2(A's frequency / box height)
+LOG_RATIO_RANGE = (-5.0, 4.5)
 ASK_BATCH = 1 << 17  # cells asked of the index at a time (memory stays bounded)
 
 
@@ -94,8 +103,13 @@ class PeakParams:
 
 # A work keeps few strong peaks (its quads are index entries); an upload keeps more, so that the
 # work's peaks are among them after re-encoding, noise or a change of the strongest partials.
-REFERENCE = PeakParams(time_radius=10, freq_radius=10, per_second=6)
-QUERY = PeakParams(time_radius=6, freq_radius=6, per_second=14)
+# The upload's neighbourhood is the work's shrunk by about the largest factor (a work's peak
+# stays a maximum when the upload is scaled down by 0.8): a smaller one let weak maxima crowd
+# the work's peaks out of the upload's strongest of each second in dense music.
+# Seven a second (not six) gives a 10 s excerpt enough quads to agree on, while the index
+# writes of a published track stay under twice today's.
+REFERENCE = PeakParams(time_radius=10, freq_radius=10, per_second=7)
+QUERY = PeakParams(time_radius=9, freq_radius=9, per_second=14)
 # Verification looks for the work's peaks among all of the upload's local maxima.
 VERIFY = PeakParams(time_radius=3, freq_radius=3, per_second=80)
 
@@ -103,6 +117,7 @@ VERIFY = PeakParams(time_radius=3, freq_radius=3, per_second=80)
 class Peaks(NamedTuple):
     times: np.ndarray  # float64 frames, sorted
     bins: np.ndarray  # float64 FFT bins, interpolated between bins
+    levels: np.ndarray  # float32 dB: quads are grouped by strength, which the upload keeps
 
 
 _WINDOW = np.hanning(N_FFT).astype(np.float32)
@@ -117,7 +132,8 @@ def _spectrogram(pcm: np.ndarray, first: int, count: int) -> np.ndarray:
     if len(samples) < N_FFT:
         return np.empty((0, MAX_BIN - MIN_BIN + 2), np.float32)
     view = np.lib.stride_tricks.sliding_window_view(samples, N_FFT)[::HOP]
-    spectrum = np.abs(np.fft.rfft(view * _WINDOW, axis=1))[:, MIN_BIN - 1 : MAX_BIN + 1]
+    # scipy's FFT keeps float32 where numpy's computes in float64: several times faster
+    spectrum = np.abs(scipy.fft.rfft(view * _WINDOW, axis=1))[:, MIN_BIN - 1 : MAX_BIN + 1]
     return (20 * np.log10(spectrum + 1e-6)).astype(np.float32)
 
 
@@ -129,33 +145,44 @@ def find_peaks(pcm: np.ndarray, params: PeakParams) -> Peaks:
 
 
 def find_peak_sets(pcm: np.ndarray, sets: tuple[PeakParams, ...]) -> list[Peaks]:
-    """``find_peaks`` for several settings over one spectrogram."""
+    """``find_peaks`` for several settings over one spectrogram and one maximum filter (the
+    smallest neighbourhood's: a larger one's maximum is gathered from it at the few points
+    that pass the smaller test, which costs far less than filtering again)."""
     pcm = np.asarray(pcm, np.float32).reshape(-1)
     frames = (len(pcm) - N_FFT) // HOP + 1 if len(pcm) >= N_FFT else 0
     margin = max(p.time_radius for p in sets) + 1
     per_second = round(1 / FRAME_SECONDS)
-    found: list[tuple[list[np.ndarray], list[np.ndarray]]] = [([], []) for _ in sets]
+    found: list[tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]] = [
+        ([], [], []) for _ in sets
+    ]
     # Chunks are whole seconds long, so each second's strongest peaks are chosen in one chunk.
     chunk = CHUNK_FRAMES // per_second * per_second
     for begin in range(0, frames, chunk):
         end = min(begin + chunk, frames)
         spec = _spectrogram(pcm, begin - margin, end - begin + 2 * margin)
         offset = max(begin - margin, 0)  # global frame of spec[0]
-        for params, (times_out, bins_out) in zip(sets, found, strict=True):
-            t, b = _local_maxima(spec, params, begin - offset, end - offset)
+        maxima = _local_maxima(spec, sets, begin - offset, end - offset)
+        for (t, b), (times_out, bins_out, levels_out) in zip(maxima, found, strict=True):
             if not len(t):
                 continue
             dt, df = _refine(spec, t, b)
             times_out.append(t + offset + dt)
             bins_out.append(b + MIN_BIN - 1 + df)
+            levels_out.append(spec[t, b])
     result = []
-    for times_out, bins_out in found:
+    for times_out, bins_out, levels_out in found:
         if not times_out:
-            result.append(Peaks(np.empty(0), np.empty(0)))
+            result.append(Peaks(np.empty(0), np.empty(0), np.empty(0, np.float32)))
             continue
         times, bins = np.concatenate(times_out), np.concatenate(bins_out)
         order = np.lexsort((bins, times))
-        result.append(Peaks(times[order].astype(np.float64), bins[order].astype(np.float64)))
+        result.append(
+            Peaks(
+                times[order].astype(np.float64),
+                bins[order].astype(np.float64),
+                np.concatenate(levels_out)[order].astype(np.float32),
+            )
+        )
     return result
 
 
@@ -172,31 +199,57 @@ def _refine(spec: np.ndarray, t: np.ndarray, b: np.ndarray) -> tuple[np.ndarray,
     return np.clip(dt, -0.5, 0.5), np.clip(df, -0.5, 0.5)
 
 
+def _covering(radius: int, small: int) -> np.ndarray:
+    """Centres of windows of half-width ``small`` that together cover -radius .. radius."""
+    if radius <= small:
+        return np.zeros(1, np.int64)
+    centres = np.arange(-radius + small, radius - small, 2 * small + 1)
+    return np.append(centres, radius - small)
+
+
 def _local_maxima(
-    spec: np.ndarray, params: PeakParams, start: int, stop: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Frames and bins (in ``spec``) of local maxima between frames ``start`` and ``stop``, the
-    strongest ``per_second`` of each second (seconds counted from ``start``)."""
+    spec: np.ndarray, sets: tuple[PeakParams, ...], start: int, stop: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each setting, frames and bins (in ``spec``) of local maxima between frames ``start``
+    and ``stop``, the strongest ``per_second`` of each second (seconds counted from ``start``)."""
+    none = (np.empty(0, np.int64), np.empty(0, np.int64))
     if not len(spec):
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    size = (2 * params.time_radius + 1, 2 * params.freq_radius + 1)
-    local_max = maximum_filter(spec, size=size, mode="nearest")
+        return [none for _ in sets]
+    small_t = min(p.time_radius for p in sets)
+    small_f = min(p.freq_radius for p in sets)
+    local_max = maximum_filter(spec, size=(2 * small_t + 1, 2 * small_f + 1), mode="nearest")
     # A peak stands out from its frame's typical level, so silence and flat noise give none.
-    floor = np.median(spec, axis=1, keepdims=True) + 10.0
+    # (The middle value by partition: np.median sorts more than it needs.)
+    middle = spec.shape[1] // 2
+    floor = np.partition(spec, middle, axis=1)[:, middle : middle + 1] + 10.0
     is_peak = (spec == local_max) & (spec > floor)
     is_peak[:start] = False
     is_peak[stop:] = False
     is_peak[:, 0] = is_peak[:, -1] = False  # the margin bins
     times, bins = np.nonzero(is_peak)
-    if not len(times):
-        return times, bins
     strength = spec[times, bins]
-    second = (times - start) // round(1 / FRAME_SECONDS)
-    order = np.lexsort((-strength, second))
-    times, bins, second = times[order], bins[order], second[order]
-    rank = np.arange(len(times)) - np.searchsorted(second, second, side="left")
-    keep = rank < params.per_second
-    return times[keep], bins[keep]
+    result = []
+    for params in sets:
+        # The larger neighbourhood's maximum: the smaller maxima at centres that cover it
+        # (indices clipped at the edges, as the filter's "nearest" mode repeats the edge).
+        keep = np.ones(len(times), bool)
+        for dt in _covering(params.time_radius, small_t).tolist():
+            for df in _covering(params.freq_radius, small_f).tolist():
+                if dt or df:
+                    t = np.clip(times + dt, 0, len(spec) - 1)
+                    b = np.clip(bins + df, 0, spec.shape[1] - 1)
+                    keep &= strength >= local_max[t, b]
+        t, b, s = times[keep], bins[keep], strength[keep]
+        if not len(t):
+            result.append(none)
+            continue
+        second = (t - start) // round(1 / FRAME_SECONDS)
+        order = np.lexsort((-s, second))
+        t, b, second = t[order], b[order], second[order]
+        rank = np.arange(len(t)) - np.searchsorted(second, second, side="left")
+        kept = rank < params.per_second
+        result.append((t[kept], b[kept]))
+    return result
 
 
 # --- quads ------------------------------------------------------------------------------------
@@ -218,64 +271,75 @@ def _empty_quads() -> Quads:
 
 
 def quads(peaks: Peaks, *, reference: bool) -> Quads:
-    """Quads of a peak list: for a work, the first ``QUADS_PER_ROOT`` boxes of each A with two
-    peaks inside, C and D the first two inside; for an upload, every box in the widened window,
-    C and D any two of the first ``QUERY_INNER`` inside."""
-    t, f = peaks.times, peaks.bins
+    """Quads of a peak list, grouped by strength so that an upload forms its work's quads.
+
+    A work keeps, for each A, the box whose B is the strongest peak in A's window with at least
+    two peaks inside, and C and D the two strongest inside. Grouping by time order instead (the
+    first box, the first two inside) lost most quads: an upload's denser peaks come between A
+    and B and inside the box, and change the order, but they are weaker than the work's peaks
+    (those are the strongest of their second and of a wide neighbourhood), so strength keeps
+    the work's choice near the top. An upload keeps the ``QUERY_BOXES`` strongest B of each A
+    in the window widened by the factors allowed, and C and D any two of the ``QUERY_INNER``
+    strongest inside. C is the earlier of the two in either case."""
+    t, f, level = peaks.times, peaks.bins, peaks.levels
     n = len(t)
     if n < 4:
         return _empty_quads()
-    low, high = (
-        (MIN_WIDTH, MAX_WIDTH) if reference else (MIN_WIDTH / MAX_FACTOR, MAX_WIDTH * MAX_FACTOR)
-    )
+    # an upload's window and least height widen by the largest factor allowed
+    widen = 1.0 if reference else MAX_FACTOR
+    low, high, min_height = MIN_WIDTH / widen, MAX_WIDTH * widen, MIN_HEIGHT / widen
     # every (A, B) pair in the window, as index arrays
     a_parts, b_parts = [], []
     for step in range(1, min(MAX_STEP, n - 1) + 1):
         a = np.arange(n - step)
         dt = t[step:] - t[:-step]
-        ok = (dt >= low) & (dt <= high) & (np.abs(f[step:] - f[:-step]) >= MIN_HEIGHT)
+        ok = (dt >= low) & (dt <= high) & (np.abs(f[step:] - f[:-step]) >= min_height)
         a_parts.append(a[ok])
         b_parts.append(a[ok] + step)
     a_idx, b_idx = np.concatenate(a_parts), np.concatenate(b_parts)
     if not len(a_idx):
         return _empty_quads()
-    # peaks strictly inside each box, in time order (offsets from A)
+    # peaks inside each box (columns: offsets from A), away from its edges: a C level with A
+    # (the same partial, a moment later) is common, so its hash would crowd a few keys, and
+    # it falls in or out of the box on a fraction of a bin. An upload's margin is narrower by
+    # the tolerance, so that the work's C and D stay inside the upload's box.
+    margin = INNER_MARGIN if reference else INNER_MARGIN - float(TOLERANCE[:4].max())
     offsets = np.arange(1, MAX_STEP)
-    k = a_idx[:, None] + offsets[None, :]
-    inside = k < b_idx[:, None]
-    k = np.minimum(k, n - 1)
-    f_lo = np.minimum(f[a_idx], f[b_idx])[:, None]
-    f_hi = np.maximum(f[a_idx], f[b_idx])[:, None]
-    inside &= (
-        (f[k] > f_lo) & (f[k] < f_hi) & (t[k] > t[a_idx][:, None]) & (t[k] < t[b_idx][:, None])
+    k = np.minimum(a_idx[:, None] + offsets[None, :], n - 1)
+    x = (t[k] - t[a_idx][:, None]) / (t[b_idx] - t[a_idx])[:, None]
+    y = (f[k] - f[a_idx][:, None]) / (f[b_idx] - f[a_idx])[:, None]
+    inside = (
+        (a_idx[:, None] + offsets[None, :] < b_idx[:, None])
+        & (x > margin)
+        & (x < 1 - margin)
+        & (y > margin)
+        & (y < 1 - margin)
     )
-    count = inside.sum(axis=1)
-    has = count >= 2
+    has = inside.sum(axis=1) >= 2
     a_idx, b_idx, inside, k = a_idx[has], b_idx[has], inside[has], k[has]
     if not len(a_idx):
         return _empty_quads()
-    # the column of each box's first QUERY_INNER inner peaks
-    rank = np.cumsum(inside, axis=1) - 1
-    first = np.full((len(a_idx), QUERY_INNER), -1, np.int64)
-    rows, cols = np.nonzero(inside & (rank < QUERY_INNER))
-    first[rows, rank[rows, cols]] = k[rows, cols]
-    # nearest boxes first: keep QUADS_PER_ROOT (a work) or QUERY_BOXES (an upload) per A
-    order = np.lexsort((b_idx, a_idx))
-    a_idx, b_idx, first = a_idx[order], b_idx[order], first[order]
+    # the strongest boxes of each A: sorted by A, then by B's level, strongest first
+    order = np.lexsort((-level[b_idx], a_idx))
+    a_idx, b_idx, inside, k = a_idx[order], b_idx[order], inside[order], k[order]
     per_root = np.arange(len(a_idx)) - np.searchsorted(a_idx, a_idx, side="left")
     keep = per_root < (QUADS_PER_ROOT if reference else QUERY_BOXES)
-    a_idx, b_idx, first = a_idx[keep], b_idx[keep], first[keep]
-    if reference:
-        c_idx, d_idx = first[:, 0], first[:, 1]
-    else:
-        combos = [(i, j) for i in range(QUERY_INNER) for j in range(i + 1, QUERY_INNER)]
-        parts = [(first[:, i], first[:, j]) for i, j in combos]
-        c_idx = np.concatenate([c for c, _ in parts])
-        d_idx = np.concatenate([d for _, d in parts])
-        a_idx = np.tile(a_idx, len(combos))
-        b_idx = np.tile(b_idx, len(combos))
-        valid = (c_idx >= 0) & (d_idx >= 0)
-        a_idx, b_idx, c_idx, d_idx = a_idx[valid], b_idx[valid], c_idx[valid], d_idx[valid]
+    a_idx, b_idx, inside, k = a_idx[keep], b_idx[keep], inside[keep], k[keep]
+    # each box's strongest inner peaks, strongest first (-1 where a box has fewer)
+    inner = 2 if reference else QUERY_INNER
+    strength = np.where(inside, level[k], -np.inf)
+    top = np.argsort(-strength, axis=1, kind="stable")[:, :inner]
+    rows = np.arange(len(a_idx))[:, None]
+    first = np.where(inside[rows, top], k[rows, top], -1)
+    combos = [(i, j) for i in range(inner) for j in range(i + 1, inner)]
+    c_idx = np.concatenate([first[:, i] for i, _ in combos])
+    d_idx = np.concatenate([first[:, j] for _, j in combos])
+    a_idx = np.tile(a_idx, len(combos))
+    b_idx = np.tile(b_idx, len(combos))
+    valid = (c_idx >= 0) & (d_idx >= 0)
+    a_idx, b_idx, c_idx, d_idx = a_idx[valid], b_idx[valid], c_idx[valid], d_idx[valid]
+    # peaks are sorted by time (then bin), so the smaller index is the earlier peak
+    c_idx, d_idx = np.minimum(c_idx, d_idx), np.maximum(c_idx, d_idx)
     return _quads_of(t, f, a_idx, b_idx, c_idx, d_idx)
 
 
@@ -322,16 +386,25 @@ def _encode(cells: np.ndarray, rising: np.ndarray) -> np.ndarray:
 
 
 def quad_keys(q: Quads) -> np.ndarray:
-    """The one key (an integer under 2**18) a work's quad is stored under."""
+    """The one key (an integer under 2**26) a work's quad is stored under."""
     return _encode(np.floor(_cell_coords(q.hashes)).astype(np.int64), q.rising)
 
 
+def tolerances(q: Quads) -> np.ndarray:
+    """How far from each quad's hash a matching hash may be, per coordinate ((n, 5) float32):
+    TOLERANCE, the last coordinate widened by A_SLACK bins of A's frequency (up to a cell)."""
+    tol = np.repeat(TOLERANCE[None, :], len(q.a_bins), axis=0)
+    low_a = A_SLACK / (np.maximum(q.a_bins, 1.0) * np.log(2))
+    tol[:, 4] = np.minimum(TOLERANCE[4] + low_a, LOG_RATIO_CELL)
+    return tol
+
+
 def query_cells(q: Quads) -> tuple[np.ndarray, np.ndarray]:
-    """(keys, quad index) of every cell within TOLERANCE of each upload quad: the quad's own
+    """(keys, quad index) of every cell within ``tolerances`` of each upload quad: the quad's own
     cell and, in each coordinate it is near a border in, the neighbouring one."""
     coords = _cell_coords(q.hashes)
     scale = np.concatenate([CELLS.astype(np.float32), [1 / LOG_RATIO_CELL]])
-    reach = TOLERANCE * scale
+    reach = tolerances(q) * scale
     cells = np.floor(coords).astype(np.int64)
     frac = coords - cells
     step = np.where(frac < reach, -1, np.where(frac > 1 - reach, 1, 0))
@@ -407,14 +480,19 @@ class QuadIndex:
 # --- matching ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class InvariantPolicy:
-    min_hits: int = 3  # hits agreeing on both factors and one line, to be worth verifying
+    # hits agreeing on both factors and one line, to be worth verifying: two are enough, as the
+    # verification, not the hits, keeps false matches out (a 10 s excerpt may form only a few)
+    min_hits: int = 2
     line_frames: float = 5.0  # a hit is on the line if this close in upload time
     factor_band: float = 0.02  # log band of factors around the candidate's (2 %)
     time_slack: int = 4  # verification: frames either side a work's peak may land
     bin_slack: float = 2.0  # ... and bins either side
-    confident_share: float = 0.5  # share of the work's peaks found in the upload
+    # Share of the work's peaks found in the upload. A copy shows nearly all, even band-limited;
+    # other music of the same style, given two chance hits and the best of the refined factors,
+    # found over half on the bench, so a verdict needs well above that.
+    confident_share: float = 0.7
     confident_found: int = 40  # ... and how many at least
-    weak_share: float = 0.4
+    weak_share: float = 0.6
     weak_found: int = 25
     candidates: int = 10  # works verified per upload, most hits first
 
@@ -450,15 +528,21 @@ class Hits(NamedTuple):
 
 
 def find_hits(q: Quads, lookup: QuadLookup) -> tuple[Hits, int]:
-    """Upload quads and work quads within TOLERANCE of each other whose boxes differ by factors
+    """Upload quads and work quads within ``tolerances`` of each other whose boxes differ by factors
     in range; and the number of distinct keys asked (a key-value store's reads)."""
     keys, owners = query_cells(q)
+    # Asked in key order: the index's binary searches then walk memory in order (much faster
+    # than in quad order), and the distinct keys are counted without np.unique.
+    order = np.argsort(keys)
+    keys, owners = keys[order], owners[order]
+    distinct = int(np.count_nonzero(np.diff(keys))) + 1 if len(keys) else 0
+    tol = tolerances(q)
     parts: list[Hits] = []
     limit = np.log(MAX_FACTOR)
     for begin in range(0, len(keys), ASK_BATCH):
         asks, found = lookup(keys[begin : begin + ASK_BATCH])
         quad = owners[begin : begin + ASK_BATCH][asks]
-        close = np.all(np.abs(q.hashes[quad] - found.hashes) <= TOLERANCE, axis=1)
+        close = np.all(np.abs(q.hashes[quad] - found.hashes) <= tol[quad], axis=1)
         quad, rows = quad[close], np.flatnonzero(close)
         log_time = np.log(q.widths[quad] / found.widths[rows])
         log_freq = np.log(q.heights[quad] / found.heights[rows])
@@ -479,7 +563,7 @@ def find_hits(q: Quads, lookup: QuadLookup) -> tuple[Hits, int]:
         empty = np.empty(0)
         return Hits(np.empty(0, np.int64), *(empty for _ in range(6))), 0
     hits = Hits(*(np.concatenate(column) for column in zip(*parts, strict=True)))
-    return hits, len(np.unique(keys))
+    return hits, distinct
 
 
 class Candidate(NamedTuple):
@@ -655,7 +739,8 @@ def analyse_upload(pcm: np.ndarray) -> Upload:
     """The quads and peaks of an upload (mono PCM at SAMPLE_RATE)."""
     pcm = np.asarray(pcm, np.float32).reshape(-1)
     frames = (len(pcm) - N_FFT) // HOP + 1 if len(pcm) >= N_FFT else 0
-    return Upload(quads(find_peaks(pcm, QUERY), reference=False), find_peaks(pcm, VERIFY), frames)
+    query, verify = find_peak_sets(pcm, (QUERY, VERIFY))
+    return Upload(quads(query, reference=False), verify, frames)
 
 
 def match_quads(

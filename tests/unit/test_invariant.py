@@ -47,7 +47,7 @@ def _random_peaks(seed: int, seconds: float = 20.0) -> inv.Peaks:
     rng = np.random.default_rng(seed)
     count = int(seconds * 6)
     times = np.sort(rng.uniform(0, seconds / inv.FRAME_SECONDS, count))
-    return inv.Peaks(times, rng.uniform(60, 300, count))
+    return inv.Peaks(times, rng.uniform(60, 300, count), rng.uniform(0, 40, count))
 
 
 @pytest.mark.parametrize(("time_factor", "freq_factor"), [(1.08, 1.0), (1.0, 0.92), (0.93, 1.07)])
@@ -56,7 +56,7 @@ def test_hashes_do_not_move_when_time_and_frequency_are_scaled(time_factor, freq
     scaled by the factors."""
     peaks = _random_peaks(5)
     work = inv.quads(peaks, reference=True)
-    scaled = inv.Peaks(peaks.times * time_factor + 37.0, peaks.bins * freq_factor)
+    scaled = inv.Peaks(peaks.times * time_factor + 37.0, peaks.bins * freq_factor, peaks.levels)
     upload = inv.quads(scaled, reference=False)
     assert len(work.hashes) > 50
     distance = np.abs(work.hashes[:, None, :] - upload.hashes[None, :, :]).max(axis=2)
@@ -140,3 +140,66 @@ def test_verification_rejects_factors_the_peaks_do_not_bear_out(catalogue):
     assert found / expected > 0.8
     found, expected, _ = inv.verify(wrong, peaks[1], grid, policy)
     assert found / max(expected, 1) < policy.weak_share
+
+
+def test_an_upload_forms_the_works_quads_among_its_denser_weaker_peaks():
+    """An upload has more peaks than the work indexed (a smaller neighbourhood, more a second),
+    mostly weaker ones; quads grouped by strength are still formed from the work's four peaks,
+    where grouping by time order lost most of them."""
+    rng = np.random.default_rng(11)
+    work = _random_peaks(12)
+    extra = 2 * len(work.times)
+    times = np.concatenate([work.times, rng.uniform(0, work.times.max(), extra)])
+    bins = np.concatenate([work.bins, rng.uniform(60, 300, extra)])
+    levels = np.concatenate([work.levels, rng.uniform(-20, 5, extra)])  # weaker, mostly
+    order = np.argsort(times, kind="stable")
+    dense = inv.Peaks(times[order] * 1.05 + 11.0, bins[order] * 0.95, levels[order])
+    reference = inv.quads(work, reference=True)
+    upload = inv.quads(dense, reference=False)
+    assert len(reference.hashes) > 30
+    distance = np.abs(reference.hashes[:, None, :] - upload.hashes[None, :, :]).max(axis=2)
+    assert (distance.min(axis=1) < 1e-4).mean() > 0.8
+
+
+def test_a_works_inner_peaks_keep_away_from_the_box_edges():
+    """C and D level with A or B (one partial held) would crowd a few keys and fall in or out
+    of the box on a fraction of a bin, so a work keeps them off its edges."""
+    work = inv.quads(_random_peaks(13), reference=True)
+    box = work.hashes[:, :4]
+    assert len(box) and (box > inv.INNER_MARGIN).all() and (box < 1 - inv.INNER_MARGIN).all()
+    # C is the earlier of the two
+    assert (work.hashes[:, 0] <= work.hashes[:, 2]).all()
+
+
+def test_the_tolerance_of_a_low_a_is_wider_but_never_over_a_cell():
+    """Half a bin is a large share of a bass note's frequency: its log coordinate is let move
+    more; a cell still holds the whole tolerance (a query asks one neighbour per side)."""
+    work = inv.quads(_random_peaks(14), reference=True)
+    low = work._replace(a_bins=np.full(len(work.a_bins), 9.0))
+    high = work._replace(a_bins=np.full(len(work.a_bins), 400.0))
+    tol_low, tol_high = inv.tolerances(low)[:, 4], inv.tolerances(high)[:, 4]
+    assert (tol_low > 2 * tol_high).all() and (tol_low <= inv.LOG_RATIO_CELL).all()
+    assert np.allclose(inv.tolerances(high)[:, :4], inv.TOLERANCE[:4])
+    nudged = low._replace(hashes=low.hashes + inv.tolerances(low) * 0.9)
+    keys, owners = inv.query_cells(nudged)
+    asked = {(int(k), int(o)) for k, o in zip(keys, owners, strict=True)}
+    assert all((int(k), i) in asked for i, k in enumerate(inv.quad_keys(low)))
+
+
+def test_peaks_of_several_settings_from_one_filter_are_each_settings_own():
+    """The larger neighbourhood's maxima gathered from the smaller filter are exactly the
+    local maxima a filter of the larger size finds."""
+    from scipy.ndimage import maximum_filter
+
+    rng = np.random.default_rng(4)
+    spec = rng.normal(0, 6, (400, 120)).astype(np.float32)
+    small, large = inv.PeakParams(3, 3, 10_000), inv.PeakParams(7, 5, 10_000)
+    found = inv._local_maxima(spec, (small, large), 0, len(spec))
+    for params, (t, b) in zip((small, large), found, strict=True):
+        size = (2 * params.time_radius + 1, 2 * params.freq_radius + 1)
+        floor = np.sort(spec, axis=1)[:, spec.shape[1] // 2 : spec.shape[1] // 2 + 1] + 10.0
+        expected = (spec == maximum_filter(spec, size=size, mode="nearest")) & (spec > floor)
+        expected[:, 0] = expected[:, -1] = False
+        assert {(int(x), int(y)) for x, y in zip(*np.nonzero(expected), strict=True)} == {
+            (int(x), int(y)) for x, y in zip(t, b, strict=True)
+        }
