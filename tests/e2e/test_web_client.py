@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.support.browser import chromium
+from tests.support.browser import sign_in
 from tests.support.stack import client_for, peaks, upload_and_wait, wait_for
 from trackflow.domain.track import STEP_NAMES
 from trackflow.media.samples import SampleTrack, cover_art, write_track
@@ -25,12 +25,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("stack")]
 
 SEED = 5150
 PROCESSING_TIMEOUT_MS = 240_000
-
-
-@pytest.fixture(scope="module")
-def chromium_browser() -> Iterator[Any]:
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture
@@ -43,13 +37,6 @@ def browser(chromium_browser: Any) -> Iterator[Any]:
     context.close()
 
 
-def sign_in(page: Any, settings: Settings, user: str) -> None:
-    page.goto(f"{settings.api_url}/")  # the API sends browsers to the web client
-    page.get_by_label("Your name").fill(user)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("heading", name="Upload").wait_for()
-
-
 def test_upload_follow_and_play_a_track_in_the_browser(
     settings: Settings, browser: Any, tmp_path: Path
 ):
@@ -59,7 +46,7 @@ def test_upload_follow_and_play_a_track_in_the_browser(
         tmp_path / "Browser Sunrise.mp3",
     )
     page = browser.new_page()
-    sign_in(page, settings, "web-alice")
+    sign_in(page, settings.api_url, "web-alice")
     page.locator("#files").set_input_files(str(path))
     card = page.locator("li.upload")
     # the bar reaches 100% and the card says how much went up
@@ -128,7 +115,7 @@ def test_files_that_are_not_audio_fail_clearly(settings: Settings, browser: Any,
     plain_text = tmp_path / "lyrics.txt"
     plain_text.write_text("la la la\n")
     page = browser.new_page()
-    sign_in(page, settings, "web-bob")
+    sign_in(page, settings.api_url, "web-bob")
     page.locator("#files").set_input_files([str(named_as_audio), str(plain_text)])
 
     refused = page.locator('li.upload[data-file="lyrics.txt"]')
@@ -144,7 +131,7 @@ def test_the_pages_fit_a_phone_and_label_their_controls(settings: Settings, chro
     phone = chromium_browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True)
     try:
         page = phone.new_page()
-        sign_in(page, settings, "web-carol")
+        sign_in(page, settings.api_url, "web-carol")
         for view in ("#/upload", "#/tracks", "#/feed", "#/search"):
             page.goto(f"{settings.api_url}/app/{view}")
             page.locator("main h1").wait_for()
@@ -174,7 +161,7 @@ def test_progress_speed_and_cancel_on_a_slow_link(settings: Settings, browser: A
         "Network.emulateNetworkConditions",
         {"offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": 125_000},
     )
-    sign_in(page, settings, "web-frank")
+    sign_in(page, settings.api_url, "web-frank")
     page.locator("#files").set_input_files(str(path))
     card = page.locator("li.upload")
     bar = card.get_by_role("progressbar", name=f"Upload of {path.name}")
@@ -204,7 +191,7 @@ def test_feed_and_search_lead_to_a_followed_users_track(
     )
     assert track["status"] == "published", track.get("error")
     page = browser.new_page()
-    sign_in(page, settings, "web-erin")
+    sign_in(page, settings.api_url, "web-erin")
 
     page.get_by_role("link", name="Feed").click()
     page.get_by_role("link", name="Moonlit Harbour").wait_for()
@@ -225,7 +212,7 @@ def test_files_dropped_on_the_page_upload(settings: Settings, browser: Any, tmp_
         SampleTrack("Dropped In", "Web Tester", seconds=4, seed=SEED + 3), tmp_path / "Dropped.mp3"
     )
     page = browser.new_page()
-    sign_in(page, settings, "web-gina")
+    sign_in(page, settings.api_url, "web-gina")
     dropped = page.evaluate_handle(
         """([name, b64]) => {
             const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));

@@ -9,7 +9,6 @@ import base64
 import hashlib
 import uuid
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -20,7 +19,7 @@ from fastapi.testclient import TestClient
 from mutagen.id3 import ID3
 from playwright.sync_api import expect
 
-from tests.support.browser import chromium
+from tests.support.browser import sign_in
 from tests.support.stack import client_for
 from trackflow.adapters import aws
 from trackflow.api.app import create_app
@@ -33,26 +32,6 @@ MIB = 1024**2
 PART = 5 * MIB
 SIZE = 16_500_000  # four parts: three of 5 MiB and a shorter last one
 RESUME_KEY = "trackflow.multipart"  # where the page keeps its unfinished uploads
-
-
-@pytest.fixture(scope="module")
-def chromium_browser() -> Iterator[Any]:
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def browser(chromium_browser: Any) -> Iterator[Any]:
-    context = chromium_browser.new_context(viewport={"width": 1000, "height": 900})
-    yield context
-    context.close()
-
-
-def sign_in(page: Any, settings: Settings, user: str) -> None:
-    page.goto(f"{settings.api_url}/")
-    page.get_by_label("Your name").fill(user)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("heading", name="Upload").wait_for()
 
 
 def long_track(tmp_path: Path, title: str, seed: int) -> Path:
@@ -130,7 +109,7 @@ def test_a_large_file_goes_up_in_parts_and_resumes_after_a_reload(
     api = client_for(settings, user)
     page = browser.new_page()
     lower_the_threshold(page, settings)
-    sign_in(page, settings, user)
+    sign_in(page, settings.api_url, user)
 
     # Parts 1 and 2 go through (part 1 after S3 said SlowDown once: the page tries it again);
     # the others are held, so that the upload is mid-way when the page reloads.
@@ -240,7 +219,7 @@ def test_cancel_aborts_an_upload_in_parts(settings: Settings, browser: Any, tmp_
     user = f"web-mp-{uuid.uuid4().hex[:6]}"
     page = browser.new_page()
     lower_the_threshold(page, settings)
-    sign_in(page, settings, user)
+    sign_in(page, settings.api_url, user)
     held: list[Any] = []
     page.route(is_part, lambda route: held.append(route))  # no part gets anywhere
     page.locator("#files").set_input_files(str(audio))

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.support.browser import chromium
+from tests.support.browser import sign_in
 from tests.support.stack import client_for, upload_and_wait, wait_for
 from trackflow.media.samples import SampleTrack, write_track
 from trackflow.settings import Settings
@@ -20,19 +19,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("stack")]
 
 USER = "web-hls"
 SECONDS = 14
-
-
-@pytest.fixture(scope="module")
-def chromium_browser() -> Iterator[Any]:
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def browser(chromium_browser: Any) -> Iterator[Any]:
-    context = chromium_browser.new_context(viewport={"width": 1000, "height": 900})
-    yield context
-    context.close()
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +34,7 @@ def track(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
 def open_track(page: Any, settings: Settings, track_id: str) -> Any:
     """Sign in on the page, open the track's page; its audio element."""
-    page.goto(f"{settings.api_url}/")
-    page.get_by_label("Your name").fill(USER)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("heading", name="Upload").wait_for()
+    sign_in(page, settings.api_url, USER)
     page.goto(f"{settings.api_url}/app/#/track/{track_id}")
     page.get_by_role("heading", name="Ladder Song").wait_for()
     return page.locator("audio")

@@ -51,3 +51,11 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def sign_in(page: Any, api_url: str, user: str) -> None:
+    """Sign in on the web client (a local stack takes any name), as the API sends browsers."""
+    page.goto(f"{api_url}/")
+    page.get_by_label("Your name").fill(user)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Upload").wait_for()
