@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trackflow.adapters.state.dynamo import parse_iso
+from trackflow.domain.keys import STREAM_FOLDER, STREAM_MASTER_ARTIFACT
 from trackflow.domain.track import STEP_NAMES
 
 __all__ = ["outputs_table", "steps_table", "timeline"]
@@ -99,7 +100,8 @@ def timeline(track: dict[str, Any], width: int = 48) -> Table:
 
 
 def outputs_table(track: dict[str, Any]) -> Table:
-    """Where the artifacts are; the artwork's 32 files show as one row."""
+    """Where the artifacts are; the artwork's 32 files show as one row, and so does the HLS
+    ladder (its master playlist, with each variant's codec, bitrate and segments)."""
     table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
     table.add_column("artifact")
     table.add_column("where", overflow="fold")
@@ -108,7 +110,14 @@ def outputs_table(track: dict[str, Any]) -> Table:
     if artwork:
         folder = outputs[artwork[0]].rsplit("/", 1)[0] + "/"
         table.add_row(f"artwork ({len(artwork)} files: 8 sizes and @2x, JPEG and WebP)", folder)
+    if STREAM_MASTER_ARTIFACT in outputs:
+        variants = ", ".join(
+            f"{v['codec'].upper() if v['codec'] == 'aac' else v['codec'].title()} "
+            f"{v['bitrate_kbps']} kbps ({v['segments']} segments)"
+            for v in track.get("stream", {}).get("variants", [])
+        )
+        table.add_row(f"HLS ladder: {variants}", outputs[STREAM_MASTER_ARTIFACT])
     for name, uri in sorted(outputs.items()):
-        if not name.startswith("artwork/"):
+        if not name.startswith(("artwork/", f"{STREAM_FOLDER}/")):
             table.add_row(name, uri)
     return table
