@@ -128,7 +128,8 @@ class CompletedPart(RequestBody):
 
 
 class CompleteRequest(RequestBody):
-    parts: list[CompletedPart] = Field(min_length=1, max_length=MAX_COMPLETE_PARTS)
+    # none: asking again whether an upload completed (when the first answer was lost)
+    parts: list[CompletedPart] = Field(max_length=MAX_COMPLETE_PARTS)
 
 
 class TrackList(BaseModel):

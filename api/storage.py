@@ -160,10 +160,13 @@ class Storage:
         )
         return str(answer["UploadId"])
 
-    def part_url(self, key: str, upload_id: str, number: int, checksum_crc32: str) -> str:
-        """A presigned UploadPart that signs the part's CRC32: S3 refuses an unsigned
+    def part_url(
+        self, key: str, upload_id: str, number: int, length: int, checksum_crc32: str
+    ) -> str:
+        """A presigned UploadPart that signs the part's length and CRC32: S3 refuses an unsigned
         x-amz-checksum-* header on a presigned URL, so the value is bound in the signature and
-        the uploader must send exactly it."""
+        the uploader must send exactly it; the signed Content-Length keeps a part to the plan's
+        length, so that no one parks gigabytes under a part number until the upload expires."""
         return str(
             self._s3.generate_presigned_url(
                 "upload_part",
@@ -172,6 +175,7 @@ class Storage:
                     "Key": key,
                     "UploadId": upload_id,
                     "PartNumber": number,
+                    "ContentLength": length,
                     "ChecksumCRC32": checksum_crc32,
                 },
                 ExpiresIn=self._settings.presign_expiry_s,
@@ -253,6 +257,16 @@ class Storage:
 
     def media_expires_at(self) -> str:
         return expires_in(self._settings.media_url_expiry_s)
+
+    def uploaded_size(self, key: str) -> int | None:
+        """The size of the object at an upload key, or None while there is none."""
+        try:
+            answer = self._s3.head_object(Bucket=self._settings.uploads_bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        return int(answer["ContentLength"])
 
     def read_text(self, uri: str) -> str:
         """An ``s3://`` artifact's text (a playlist: a few KB)."""

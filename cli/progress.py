@@ -37,15 +37,35 @@ def resume_state_path(path: Path, state_dir: Path | None = None) -> Path:
     return (state_dir or get_settings().data_dir / "uploads") / f"{name}.json"
 
 
+# Answers that say the saved upload will take no more parts: finished, aborted, expired, or
+# not the caller's. Anything else (an expired token, a limit, the API down) keeps the state for
+# the next try.
+_UPLOAD_OVER = frozenset({"upload_finished", "upload_gone", "not_multipart", "not_found"})
+
+
 def _resumable(client: ApiClient, state: Path) -> dict[str, Any] | None:
-    """The upload a state file names, if the API still takes its parts; else the file goes."""
+    """The upload a state file names, if the API still takes its parts (``done`` set if S3
+    completed it already: an earlier run lost the answer); None, the file gone, if it is over."""
     try:
-        saved = json.loads(state.read_text())
-        client.parts(saved["track_id"])
-        return dict(saved)
+        saved = dict(json.loads(state.read_text()))
+        track_id = saved["track_id"]
     except FileNotFoundError:
         return None
-    except (ValueError, KeyError, ApiError):  # finished, aborted, expired or not ours
+    except (ValueError, KeyError, TypeError):
+        state.unlink(missing_ok=True)
+        return None
+    try:
+        client.parts(track_id)
+        return saved
+    except ApiError as error:
+        if error.code not in _UPLOAD_OVER:
+            raise
+        if error.code == "upload_gone":
+            try:  # completed, with the answer lost? Asking again says so
+                client.complete_upload(track_id, [])
+                return saved | {"done": True}
+            except ApiError:
+                pass
         state.unlink(missing_ok=True)
         return None
 
@@ -57,6 +77,9 @@ def upload_with_progress(
     POST, or in parts; the API's answer (track id...)."""
     state = resume_state_path(path, state_dir)
     created = _resumable(client, state)
+    if created is not None and created.get("done"):
+        state.unlink(missing_ok=True)
+        return created
     if created is None:
         created = client.create_upload(path)
         if "multipart" in created:

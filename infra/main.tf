@@ -248,6 +248,7 @@ module "compute" {
   kms_key_arn        = aws_kms_key.this.arn
   log_retention_days = var.log_retention_days
   services           = var.services
+  public_url         = var.public_url
   secrets = {
     TRACKFLOW_TOKEN_SECRET          = var.token_secret_arn
     TRACKFLOW_MEDIA_CDN_PRIVATE_KEY = var.playback_key_secret_arn

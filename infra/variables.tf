@@ -116,6 +116,12 @@ variable "certificate_arn" {
   type        = string
 }
 
+variable "public_url" {
+  description = "The API's public address, e.g. https://api.example.com (TRACKFLOW_PUBLIC_URL); null: the load balancer's."
+  type        = string
+  default     = null
+}
+
 variable "playback_public_key_pem" {
   description = "RSA public key (PEM) CloudFront checks media URL signatures with."
   type        = string

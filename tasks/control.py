@@ -72,9 +72,7 @@ def delete_track(track: dict[str, Any]) -> None:
     if work:
         remove_work(work["work_id"])
     if track.get("published_at"):
-        fan_out(
-            track["owner"], feed_entry(track), lane_of(track), remove=True
-        )
+        fan_out(track["owner"], feed_entry(track), lane_of(track), remove=True)
     track_store().mark(track_id, deleted_at=now_iso())
     webhooks.emit_deleted(track)
     delete_track_files.delay(track_id)

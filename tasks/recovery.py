@@ -103,10 +103,10 @@ def sweep(settings: Settings | None = None, now: datetime | None = None) -> Swee
                     _resume_or_fail(store, track, report)
     expired = _iso(now - timedelta(seconds=settings.presign_expiry_s + 300))
     for track in store.list_by_status(Status.AWAITING_UPLOAD, updated_before=expired):
-        if _multipart_open(track, now):
-            continue  # its parts may take a day to arrive: until the upload is aborted
         with _one_track(track):
-            _expire_or_admit(settings, store, track, report)
+            # an open multipart upload's parts may take a day to arrive: until it is aborted
+            # the sweep only admits what was completed and whose event was lost
+            _expire_or_admit(settings, store, track, report, expire=not _multipart_open(track, now))
     if any(report.as_record().values()):
         log.warning("sweep", **report.as_record())
     return report
@@ -123,12 +123,19 @@ def _one_track(track: Mapping[str, Any]) -> Iterator[None]:
 
 
 def _expire_or_admit(
-    settings: Settings, store: TrackStore, track: Mapping[str, Any], report: SweepReport
+    settings: Settings,
+    store: TrackStore,
+    track: Mapping[str, Any],
+    report: SweepReport,
+    *,
+    expire: bool = True,
 ) -> None:
     event = _upload_event(settings, track["upload"]["key"])
     if event is not None:  # it arrived, but its event was lost
         admit(event, settings, store)
         report.admitted.append(track["track_id"])
+        return
+    if not expire:
         return
     multipart = track["upload"].get("multipart")
     if multipart:  # what the lifecycle rule does on AWS, which moto stores but never runs

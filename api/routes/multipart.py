@@ -33,7 +33,7 @@ def _multipart(track: dict[str, Any]) -> tuple[str, str, PartPlan]:
     multipart = track["upload"].get("multipart")
     if not multipart:
         raise ApiError(409, "not_multipart", "this track's upload is a presigned POST, not parts")
-    if track["status"] != Status.AWAITING_UPLOAD:
+    if track["status"] != Status.AWAITING_UPLOAD or track.get("deleted_at"):
         raise ApiError(409, "upload_finished", "this track's upload is over; start a new one")
     plan = PartPlan(
         int(track["upload"]["size"]), int(multipart["part_size"]), int(multipart["part_count"])
@@ -68,7 +68,10 @@ def part_urls(request: PartChecksums, track: OwnTrack, s3: S3) -> PartUrls:
         raise ApiError(400, "unknown_parts", f"the upload has {plan.count} parts, not {beyond[0]}")
     return PartUrls(
         parts=[
-            PartUrl(number=p.number, url=s3.part_url(key, upload_id, p.number, p.checksum_crc32))
+            PartUrl(
+                number=p.number,
+                url=s3.part_url(key, upload_id, p.number, plan.length(p.number), p.checksum_crc32),
+            )
             for p in request.parts
         ],
         expires_at=s3.part_urls_expire_at(),
@@ -80,7 +83,13 @@ def complete_upload(request: CompleteRequest, track: OwnTrack, s3: S3) -> dict[s
     """Assemble the parts into the track's object; its ObjectCreated event admits it as a POST's
     would (409 naming the parts still missing, or changed, before S3 is asked)."""
     key, upload_id, plan = _multipart(track)
-    held = s3.held_parts(key, upload_id)
+    try:
+        held = s3.held_parts(key, upload_id)
+    except ApiError as error:
+        # asked again after S3 completed it (the first answer was lost): done, not gone
+        if error.code == "upload_gone" and s3.uploaded_size(key) == plan.size:
+            return public_record(track)
+        raise
     parts = check_completion(plan, [p.model_dump() for p in request.parts], held)
     s3.complete_multipart(key, upload_id, parts)
     log.info("multipart_completed", track_id=track["track_id"], parts=plan.count)
@@ -92,6 +101,8 @@ def abort_upload(track: OwnTrack, s3: S3) -> Response:
     """Abort the upload: S3 drops the parts it holds, and the track ends failed."""
     key, upload_id, _ = _multipart(track)
     s3.abort_multipart(key, upload_id)
+    if s3.uploaded_size(key) is not None:  # completed before the abort came: admission's now
+        raise ApiError(409, "upload_finished", "the upload was completed; delete the track")
     fail_track(
         track, None, {"code": "upload_aborted", "message": "the upload was aborted by its owner"}
     )

@@ -58,7 +58,6 @@ def _links_live_s(settings: AppSettings, track: dict[str, Any]) -> int:
 @router.get("/v1/tracks/{track_id}/playback", response_model=Playback)
 def playback(
     track_id: str,
-    request: Request,
     caller: Caller,
     settings: AppSettings,
     tracks: Tracks,
@@ -74,8 +73,9 @@ def playback(
         token = mint_playback_token(
             settings, caller.user_id, track_id, _links_live_s(settings, track)
         )
-        master = request.url_for("stream_playlist", track_id=track_id, path="master.m3u8")
-        hls = f"{master}?access={token}"
+        # the public address: behind a load balancer the request's own is the container's
+        master = router.url_path_for("stream_playlist", track_id=track_id, path="master.m3u8")
+        hls = f"{settings.link_base}{master}?access={token}"
     return Playback(
         track_id=track_id,
         owner=track["owner"],

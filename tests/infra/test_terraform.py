@@ -175,6 +175,8 @@ REQUIRED = {
     "api": {
         "s3:PutObject",
         "s3:GetObject",  # presigned GETs for playback
+        "s3:ListMultipartUploadParts",
+        "s3:AbortMultipartUpload",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
@@ -201,6 +203,7 @@ REQUIRED = {
     },
     "worker": {
         "sqs:ReceiveMessage",
+        "s3:AbortMultipartUpload",
         "sqs:DeleteMessage",
         "sqs:ChangeMessageVisibility",
         "sqs:SendMessage",

@@ -96,7 +96,10 @@ def test_a_large_file_uploads_in_parts_and_is_admitted_at_its_declared_size(
         json={"parts": [{"number": 1, "checksum_crc32": checksum}]},
     ).json()["parts"][0]["url"]
     query = parse_qs(urlsplit(url).query)
-    assert "x-amz-checksum-crc32" in query["X-Amz-SignedHeaders"][0].split(";")
+    # the checksum and the plan's length are signed: S3 takes no other bytes, and no more
+    assert {"x-amz-checksum-crc32", "content-length"} <= set(
+        query["X-Amz-SignedHeaders"][0].split(";")
+    )
     assert int(query["X-Amz-Expires"][0]) <= small.presign_expiry_s
     etags = [_send(api, small, track_id, n, _part(audio, n)) for n in (1, 2, 3)]
     listed = api.get(f"/v1/uploads/{track_id}/parts", headers=_auth(small, USER)).json()
@@ -107,6 +110,13 @@ def test_a_large_file_uploads_in_parts_and_is_admitted_at_its_declared_size(
         json={"parts": [{"number": n, "etag": e} for n, e in zip((1, 2, 3), etags, strict=True)]},
     )
     assert done.status_code == 200, done.text
+    # the answer lost, the client asks again: done, not an error; an abort now comes too late
+    again = api.post(
+        f"/v1/uploads/{track_id}/complete", headers=_auth(small, USER), json={"parts": []}
+    )
+    assert again.status_code == 200, again.text
+    late = api.delete(f"/v1/uploads/{track_id}", headers=_auth(small, USER))
+    assert (late.status_code, late.json()["error"]["code"]) == (409, "upload_finished")
     s3 = aws.client("s3", small)
     stored = s3.get_object(Bucket=small.uploads_bucket, Key=plan["key"])
     assert stored["ContentType"] == "audio/wav"

@@ -27,6 +27,11 @@ locals {
     api = [
       { sid = "PresignUploads", actions = ["s3:PutObject"],
       resources = ["${var.buckets.uploads}/${var.uploads_prefix}*"] },
+      # large uploads in parts: what S3 holds (to resume and complete), abort, and the
+      # assembled object's size when a completion is asked again
+      { sid = "MultipartUploads", actions = ["s3:ListMultipartUploadParts",
+        "s3:AbortMultipartUpload", "s3:GetObject"],
+      resources = ["${var.buckets.uploads}/${var.uploads_prefix}*"] },
       { sid = "PresignPlayback", actions = ["s3:GetObject"],
       resources = ["${var.buckets.media}/tracks/*"] },
       { sid = "State", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
@@ -51,7 +56,8 @@ locals {
       { sid = "Tasks", actions = ["sqs:ReceiveMessage", "sqs:DeleteMessage",
         "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:SendMessage"],
       resources = local.worker_queue_arns },
-      { sid = "ReadUploads", actions = ["s3:GetObject", "s3:DeleteObject"],
+      { sid = "ReadUploads", actions = ["s3:GetObject", "s3:DeleteObject",
+        "s3:AbortMultipartUpload"], # the sweeper aborts an upload left unfinished
       resources = ["${var.buckets.uploads}/*"] },
       { sid = "WriteMedia", actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
         "s3:AbortMultipartUpload"],
@@ -235,7 +241,11 @@ resource "aws_ecs_task_definition" "this" {
     readonlyRootFilesystem = false # ffmpeg and the download cache write to /tmp
     user                   = "10001"
     stopTimeout            = 60 # SIGTERM first: workers hand their messages back
-    environment = [for name, value in merge(var.environment, each.key == "api" ? {
+    # the public address: links in emails and the playback URLs the API hands out (behind the
+    # load balancer a request's own scheme and host are the container's)
+    environment = [for name, value in merge(var.environment, {
+      TRACKFLOW_PUBLIC_URL = coalesce(var.public_url, "https://${aws_lb.api.dns_name}")
+      }, each.key == "api" ? {
       TRACKFLOW_API_HOST = "0.0.0.0", TRACKFLOW_API_PORT = "8000"
     } : {}) : { name = name, value = value }]
     secrets      = [for name, arn in var.secrets : { name = name, valueFrom = arn }]

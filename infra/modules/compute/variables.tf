@@ -72,6 +72,12 @@ variable "environment" {
   type        = map(string)
 }
 
+variable "public_url" {
+  description = "The API's public address (a custom domain); null: the load balancer's HTTPS address."
+  type        = string
+  default     = null
+}
+
 variable "secrets" {
   description = "Secrets Manager secret ARN of each secret setting every container reads (TRACKFLOW_* name => ARN)."
   type        = map(string)
