@@ -105,6 +105,9 @@ def delete_track_files(self: Any, track_id: str) -> None:
     # the uploads bucket is versioned: a delete by key alone would only hide the upload behind a
     # delete marker, so every version under the track's key goes, the pinned one and any other
     key = track["upload"]["key"]
+    multipart = track["upload"].get("multipart")
+    if multipart:  # parts still held of an upload never completed: not billed for a day more
+        aws.abort_upload(settings, key, multipart["upload_id"])
     for page in s3.get_paginator("list_object_versions").paginate(
         Bucket=settings.uploads_bucket, Prefix=key
     ):

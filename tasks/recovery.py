@@ -139,7 +139,7 @@ def _expire_or_admit(
         return
     multipart = track["upload"].get("multipart")
     if multipart:  # what the lifecycle rule does on AWS, which moto stores but never runs
-        _abort_multipart(settings, track["upload"]["key"], multipart["upload_id"])
+        aws.abort_upload(settings, track["upload"]["key"], multipart["upload_id"])
     fail_track(
         track,
         None,
@@ -155,16 +155,6 @@ def _multipart_open(track: Mapping[str, Any], now: datetime) -> bool:
     """Whether a track's multipart upload is still within the day its parts may take."""
     upload = track["upload"]
     return bool(upload.get("multipart")) and parse_iso(upload["expires_at"]) > now
-
-
-def _abort_multipart(settings: Settings, key: str, upload_id: str) -> None:
-    s3 = aws.client("s3", settings)
-    try:
-        s3.abort_multipart_upload(Bucket=settings.uploads_bucket, Key=key, UploadId=upload_id)
-    except s3.exceptions.ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "NoSuchUpload":
-            raise  # the sweep logs it and tries again next time
-        # completed or aborted already: nothing is left to bill
 
 
 def lane_idle(settings: Settings, lane: Lane) -> bool:

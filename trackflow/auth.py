@@ -249,9 +249,9 @@ def mint_playback_token(settings: Settings, viewer: str, track_id: str, ttl_s: i
     return jwt.encode(claims, token_secret(settings), algorithm=ALGORITHM)
 
 
-def playback_viewer(settings: Settings, token: str, track_id: str) -> str:
-    """The viewer a playback token names, if it is ours, unexpired and for ``track_id``; else
-    :class:`AuthError`."""
+def playback_viewer(settings: Settings, token: str, track_id: str) -> Claims:
+    """The viewer a playback token names (and when it was issued, for revocation), if it is
+    ours, unexpired and for ``track_id``; else :class:`AuthError`."""
     try:
         claims = jwt.decode(
             token,
@@ -265,4 +265,4 @@ def playback_viewer(settings: Settings, token: str, track_id: str) -> str:
         raise AuthError(_refusal(error)) from error
     if claims["trk"] != track_id:
         raise AuthError("the playback link is for another track")
-    return str(claims["sub"])
+    return Claims(str(claims["sub"]), int(claims["iat"]))

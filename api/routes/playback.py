@@ -15,10 +15,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from trackflow.adapters.search import TrackDocument
-from trackflow.api.dependencies import S3, AppSettings, Caller, Tracks
+from trackflow.api.dependencies import S3, AppSettings, Caller, Tracks, Users
 from trackflow.api.errors import ERROR_RESPONSES, ApiError
 from trackflow.api.schemas import Playback, StreamVariant
-from trackflow.auth import AuthError, mint_playback_token, playback_viewer
+from trackflow.auth import AuthError, mint_playback_token, playback_viewer, standing
 from trackflow.domain.keys import (
     PEAKS_ARTIFACT,
     STREAM_FOLDER,
@@ -126,12 +126,15 @@ def stream_playlist(
     access: Annotated[str, Query(description="the playback token from /playback's hls URL")],
     settings: AppSettings,
     tracks: Tracks,
+    users: Users,
     s3: S3,
 ) -> Response:
     """One of the ladder's playlists for the viewer the token names: the master (its variants'
     URIs carry the token on), or a variant's (its segments' URIs signed)."""
     try:
-        viewer = playback_viewer(settings, access, track_id)
+        claims = playback_viewer(settings, access, track_id)
+        # a viewer whose tokens were revoked since the link was made plays no more
+        viewer = standing(claims, users.get(claims.user_id)).user_id
     except AuthError as error:
         raise ApiError(401, "unauthorized", str(error)) from error
     track = _playable(track_id, viewer, tracks)  # again: a track deleted since plays no more

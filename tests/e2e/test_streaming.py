@@ -4,6 +4,7 @@ decode to the track; someone else's token or a stale link plays nothing."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -68,6 +69,14 @@ def test_a_published_track_streams_its_ladder_privately(settings: Settings, tmp_
     assert stranger.status_code == 401
     tampered = httpx.get(playback["hls"][:-3] + "xyz")
     assert tampered.status_code == 401
+    # signing out everywhere ends the links made before, as it ends the bearer tokens
+    owner.request("DELETE", "/v1/me/tokens")
+    revoked = httpx.get(playback["hls"])
+    assert revoked.status_code == 401 and "revoked" in revoked.json()["error"]["message"]
+    time.sleep(1.1)  # tokens issued from the next second on are accepted
+    owner = client_for(settings, "e2e-stream")
+    link = owner.request("GET", f"/v1/tracks/{track['track_id']}/playback")["hls"]
+    assert httpx.get(link).status_code == 200
     # once deleted, its playlists are gone for everyone holding a link
     owner.request("DELETE", f"/v1/tracks/{track['track_id']}")
-    assert httpx.get(playback["hls"]).status_code == 404
+    assert httpx.get(link).status_code == 404

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -19,6 +20,7 @@ from trackflow.cli.client import crc32_base64
 from trackflow.consumer.admission import Outcome, admit
 from trackflow.consumer.events import ObjectCreated
 from trackflow.settings import Settings
+from trackflow.tasks import control
 from trackflow.tasks.recovery import sweep
 from trackflow.tasks.runtime import track_store
 
@@ -209,6 +211,30 @@ def test_abort_drops_the_parts_and_ends_the_track(api: TestClient, small: Settin
     assert track["status"] == "failed" and track["error"]["code"] == "upload_aborted"
     again = api.get(f"/v1/uploads/{track_id}/parts", headers=_auth(small, USER))
     assert again.status_code == 409 and again.json()["error"]["code"] == "upload_finished"
+
+
+def test_deleting_a_track_mid_upload_ends_the_upload(
+    api: TestClient, small: Settings, audio: bytes
+):
+    """A track deleted while its parts come in takes no more, and its files' removal aborts
+    the upload: S3 holds no parts of it."""
+    created = _create(api, small)
+    track_id = created["track_id"]
+    _send(api, small, track_id, 1, _part(audio, 1))
+    with mock.patch.object(control.delete_track_files, "delay"):
+        assert api.delete(f"/v1/tracks/{track_id}", headers=_auth(small, USER)).status_code == 202
+    more = api.post(
+        f"/v1/uploads/{track_id}/parts",
+        headers=_auth(small, USER),
+        json={"parts": [{"number": 2, "checksum_crc32": crc32_base64(b"x")}]},
+    )
+    assert more.status_code == 409 and more.json()["error"]["code"] == "upload_finished"
+    with mock.patch.object(control, "get_settings", return_value=small):
+        control.delete_track_files.run(track_id)
+    uploads = aws.client("s3", small).list_multipart_uploads(
+        Bucket=small.uploads_bucket, Prefix=created["multipart"]["key"]
+    )
+    assert not uploads.get("Uploads")
 
 
 def test_a_completed_object_of_another_size_is_refused_at_admission(

@@ -74,7 +74,7 @@ def test_a_cdn_domain_without_its_key_is_refused_in_words(tmp_path):
 def test_a_playback_token_opens_one_track_for_one_viewer_and_nothing_else(tmp_path):
     settings = Settings(data_dir=tmp_path)
     token = mint_playback_token(settings, "ada", "t" * 32, 60)
-    assert playback_viewer(settings, token, "t" * 32) == "ada"
+    assert playback_viewer(settings, token, "t" * 32).user_id == "ada"
     with pytest.raises(AuthError, match="another track"):
         playback_viewer(settings, token, "u" * 32)
     with pytest.raises(AuthError, match="another service"):

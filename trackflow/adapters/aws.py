@@ -122,6 +122,17 @@ class S3Upload:
 SMALL_OBJECT_BYTES = 8 * 1024 * 1024
 
 
+def abort_upload(settings: Settings, key: str, upload_id: str) -> None:
+    """Abort a multipart upload to the uploads bucket; one completed or aborted already is no
+    error (nothing is left to bill)."""
+    s3 = client("s3", settings)
+    try:
+        s3.abort_multipart_upload(Bucket=settings.uploads_bucket, Key=key, UploadId=upload_id)
+    except s3.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "NoSuchUpload":
+            raise
+
+
 def put_files(
     bucket: str, uploads: Iterable[S3Upload], settings: Settings | None = None
 ) -> dict[str, str]:
