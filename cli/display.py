@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trackflow.adapters.state.dynamo import parse_iso
-from trackflow.domain.keys import STREAM_FOLDER, STREAM_MASTER_ARTIFACT
+from trackflow.domain.keys import STREAM_FOLDER, STREAM_MASTER
 from trackflow.domain.track import STEP_NAMES
 
 __all__ = ["outputs_table", "steps_table", "timeline"]
@@ -110,13 +110,15 @@ def outputs_table(track: dict[str, Any]) -> Table:
     if artwork:
         folder = outputs[artwork[0]].rsplit("/", 1)[0] + "/"
         table.add_row(f"artwork ({len(artwork)} files: 8 sizes and @2x, JPEG and WebP)", folder)
-    if STREAM_MASTER_ARTIFACT in outputs:
+    folder = track.get("stream", {}).get("folder")
+    master = outputs.get(f"{folder}/{STREAM_MASTER}") if folder else None
+    if master:
         variants = ", ".join(
             f"{v['codec'].upper() if v['codec'] == 'aac' else v['codec'].title()} "
             f"{v['bitrate_kbps']} kbps ({v['segments']} segments)"
             for v in track.get("stream", {}).get("variants", [])
         )
-        table.add_row(f"HLS ladder: {variants}", outputs[STREAM_MASTER_ARTIFACT])
+        table.add_row(f"HLS ladder: {variants}", master)
     for name, uri in sorted(outputs.items()):
         if not name.startswith(("artwork/", f"{STREAM_FOLDER}/")):
             table.add_row(name, uri)

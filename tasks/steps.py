@@ -19,7 +19,7 @@ from trackflow.adapters.state.ratelimit import RateLimiter
 from trackflow.adapters.state.users import UserStore
 from trackflow.domain.copyright import judge
 from trackflow.domain.emails import compose, deliverable_address
-from trackflow.domain.keys import PEAKS_ARTIFACT, rendition_artifact, stream_artifact
+from trackflow.domain.keys import PEAKS_ARTIFACT, rendition_artifact, stream_folder
 from trackflow.domain.track import Status, lane_of
 from trackflow.errors import NotReady, WaitForSlot
 from trackflow.logs import get_logger
@@ -194,8 +194,8 @@ def transcode_320(ctx: StepContext) -> StepResult:
 @step("stream_ladder")
 def stream_ladder(ctx: StepContext) -> StepResult:
     """The HLS ladder (AAC-LC 160 and 96 kbps, Opus 96 kbps in CMAF segments), from one decode
-    of the master. Every file is stored under its fixed key (a rerun replaces them); only the
-    playlists enter the record, as they name the rest."""
+    of the master, in this run's folder (a redelivery writes the same keys again, a reprocessing
+    a new folder); only the playlists enter the record, as they name the rest."""
     out = ctx.workdir / "hls"
     ladder = recipes.encode_ladder(
         ctx.artifact(NORMALISED_ARTIFACT),
@@ -204,11 +204,12 @@ def stream_ladder(ctx: StepContext) -> StepResult:
         ctx.settings,
     )
     files = ladder.pop("files")
+    folder = stream_folder(str(ctx.track.get("reprocessed_at") or ""))
     stored = ctx.store(
-        [(stream_artifact(f["path"]), out / f["path"], f["content_type"]) for f in files]
+        [(f"{folder}/{f['path']}", out / f["path"], f["content_type"]) for f in files]
     )
     playlists = {name: uri for name, uri in stored.items() if name.endswith(".m3u8")}
-    return StepResult(fields={"stream": ladder}, outputs=playlists)
+    return StepResult(fields={"stream": ladder | {"folder": folder}}, outputs=playlists)
 
 
 # --- publication ------------------------------------------------------------------------------

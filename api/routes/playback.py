@@ -21,12 +21,10 @@ from trackflow.api.schemas import Playback, StreamVariant
 from trackflow.auth import AuthError, mint_playback_token, playback_viewer, standing
 from trackflow.domain.keys import (
     PEAKS_ARTIFACT,
-    STREAM_FOLDER,
-    STREAM_MASTER_ARTIFACT,
+    STREAM_MASTER,
     TRACK_ID,
     media_key,
     rendition_artifact,
-    stream_artifact,
 )
 from trackflow.domain.track import Status
 from trackflow.media.streaming import rewrite_master_playlist, rewrite_media_playlist
@@ -49,6 +47,13 @@ def _playable(track_id: str, viewer: str, tracks: Tracks) -> dict[str, Any]:
     return track
 
 
+def _ladder_playlist(track: dict[str, Any], path: str) -> str | None:
+    """The stored URI of one of the track's current ladder's playlists, by its path in the
+    ladder (``master.m3u8``, ``aac160/index.m3u8``); None if there is no such playlist."""
+    folder = track.get("stream", {}).get("folder")
+    return track.get("outputs", {}).get(f"{folder}/{path}") if folder else None
+
+
 def _links_live_s(settings: AppSettings, track: dict[str, Any]) -> int:
     """How long playback links live: the media URL expiry, plus the track's length, so that a
     player reaching the last segment of a long track still holds a valid URL."""
@@ -69,12 +74,12 @@ def playback(
     outputs: dict[str, str] = track.get("outputs", {})
     document = TrackDocument.from_track(track)
     hls = None
-    if STREAM_MASTER_ARTIFACT in outputs:
+    if _ladder_playlist(track, STREAM_MASTER) is not None:
         token = mint_playback_token(
             settings, caller.user_id, track_id, _links_live_s(settings, track)
         )
         # the public address: behind a load balancer the request's own is the container's
-        master = router.url_path_for("stream_playlist", track_id=track_id, path="master.m3u8")
+        master = router.url_path_for("stream_playlist", track_id=track_id, path=STREAM_MASTER)
         hls = f"{settings.link_base}{master}?access={token}"
     return Playback(
         track_id=track_id,
@@ -138,20 +143,19 @@ def stream_playlist(
     except AuthError as error:
         raise ApiError(401, "unauthorized", str(error)) from error
     track = _playable(track_id, viewer, tracks)  # again: a track deleted since plays no more
-    artifact = stream_artifact(path)
-    uri = track.get("outputs", {}).get(artifact)
+    uri = _ladder_playlist(track, path)
     if uri is None or not path.endswith(".m3u8"):
         raise ApiError(404, "not_found", "no such playlist")
     text = s3.read_text(uri)
-    if artifact == STREAM_MASTER_ARTIFACT:
+    if path == STREAM_MASTER:
         # relative: a variant playlist resolves beside the master, under this same route
         body = rewrite_master_playlist(text, lambda variant: f"{variant}?access={access}")
     else:
-        folder = posixpath.dirname(path)
-        ladder = media_key(track["owner"], track_id, f"{STREAM_FOLDER}/")
+        variant = posixpath.dirname(path)
+        ladder = media_key(track["owner"], track_id, f"{track['stream']['folder']}/")
         sign = s3.stream_signer(ladder, _links_live_s(settings, track))
         body = rewrite_media_playlist(
-            text, lambda segment: sign(f"{ladder}{posixpath.join(folder, segment)}")
+            text, lambda segment: sign(f"{ladder}{posixpath.join(variant, segment)}")
         )
     # (no-store, as on every answer of the API: the URIs are this viewer's)
     headers = {"Vary": "Accept-Encoding"}

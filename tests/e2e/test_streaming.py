@@ -69,6 +69,16 @@ def test_a_published_track_streams_its_ladder_privately(settings: Settings, tmp_
     assert stranger.status_code == 401
     tampered = httpx.get(playback["hls"][:-3] + "xyz")
     assert tampered.status_code == 401
+    # reprocessed, the ladder goes to a new folder (no CDN mixes two runs' segments), and the
+    # record and the links follow it
+    assert owner.request("POST", f"/v1/tracks/{track['track_id']}/reprocess")["status"]
+    again = owner.wait(track["track_id"], timeout_s=240)
+    assert again["status"] == "published", again.get("error")
+    assert again["stream"]["folder"] != track["stream"]["folder"]
+    relinked = owner.request("GET", f"/v1/tracks/{track['track_id']}/playback")["hls"]
+    variant = m3u8.loads(httpx.get(relinked).text, uri=relinked).playlists[0].absolute_uri
+    segments = m3u8.loads(httpx.get(variant).text).segments
+    assert f"/{again['stream']['folder']}/" in segments[0].uri
     # signing out everywhere ends the links made before, as it ends the bearer tokens
     owner.request("DELETE", "/v1/me/tokens")
     revoked = httpx.get(playback["hls"])

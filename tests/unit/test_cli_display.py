@@ -20,19 +20,20 @@ def test_the_ladder_and_the_artwork_show_as_one_row_each():
         "outputs": {
             "artwork/500.jpg": f"{media}/artwork/500.jpg",
             "artwork/500@2x.webp": f"{media}/artwork/500@2x.webp",
-            "hls/master.m3u8": f"{media}/hls/master.m3u8",
-            "hls/aac160/index.m3u8": f"{media}/hls/aac160/index.m3u8",
-            "hls/opus96/index.m3u8": f"{media}/hls/opus96/index.m3u8",
+            "hls/0a1b/master.m3u8": f"{media}/hls/0a1b/master.m3u8",
+            "hls/0a1b/aac160/index.m3u8": f"{media}/hls/0a1b/aac160/index.m3u8",
+            "hls/0a1b/opus96/index.m3u8": f"{media}/hls/0a1b/opus96/index.m3u8",
             "audio/128.mp3": f"{media}/audio/128.mp3",
         },
         "stream": {
+            "folder": "hls/0a1b",
             "variants": [
                 {"codec": "aac", "bitrate_kbps": 160, "segments": 3},
                 {"codec": "opus", "bitrate_kbps": 96, "segments": 3},
-            ]
+            ],
         },
     }
     text = _text(outputs_table(track))
     assert "HLS ladder: AAC 160 kbps (3 segments), Opus 96 kbps (3 segments)" in text
-    assert f"{media}/hls/master.m3u8" in text and "index.m3u8" not in text
+    assert f"{media}/hls/0a1b/master.m3u8" in text and "index.m3u8" not in text
     assert "artwork (2 files" in text and "audio/128.mp3" in text

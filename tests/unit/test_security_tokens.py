@@ -151,15 +151,11 @@ def test_an_identity_providers_token_is_verified_from_its_jwks(
 ):
     """RS256 and ES256 tokens of the configured issuer verify against its published keys."""
     kid = provider.add_key(kind)
-    claims = verify_token(
-        oidc, provider.sign(kid, email="dana@example.org", email_verified=True)
-    )
+    claims = verify_token(oidc, provider.sign(kid, email="dana@example.org", email_verified=True))
     assert claims.user_id == "dana" and claims.email == "dana@example.org"
 
 
-def test_an_address_the_provider_has_not_verified_is_not_taken(
-    provider: Provider, oidc: Settings
-):
+def test_an_address_the_provider_has_not_verified_is_not_taken(provider: Provider, oidc: Settings):
     """Without email_verified true, the token's address is ignored: nobody can have our mail
     sent to an address they registered at the provider but never confirmed."""
     kid = provider.add_key("rsa")

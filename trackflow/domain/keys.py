@@ -3,12 +3,15 @@ deterministic keys for every artifact, so a step that runs twice writes the same
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
 
 __all__ = [
     "PEAKS_ARTIFACT",
+    "STREAM_FOLDER",
+    "STREAM_MASTER",
     "UploadKey",
     "catalogue_key",
     "catalogue_landmarks_key",
@@ -17,6 +20,7 @@ __all__ = [
     "parse_upload_key",
     "rendition_artifact",
     "safe_filename",
+    "stream_folder",
     "upload_key",
 ]
 
@@ -90,12 +94,14 @@ def rendition_artifact(bitrate_kbps: int) -> str:
 # The HLS ladder: a master playlist, and each variant's playlist, init segment and segments in
 # a folder of its own. Only the playlists are recorded; they name the segments.
 STREAM_FOLDER = "hls"
-STREAM_MASTER_ARTIFACT = f"{STREAM_FOLDER}/master.m3u8"
+STREAM_MASTER = "master.m3u8"
 
 
-def stream_artifact(path: str) -> str:
-    """A file of the ladder, by its path in the ladder (``aac160/index.m3u8``)."""
-    return f"{STREAM_FOLDER}/{path}"
+def stream_folder(generation: str) -> str:
+    """The ladder's folder for one run of the workflow (``generation``: when the track was last
+    reprocessed, empty before). A reprocessed track's ladder goes to a new folder: CloudFront
+    keeps segments cached under their keys, and must never mix two runs' segments."""
+    return f"{STREAM_FOLDER}/{hashlib.sha256(generation.encode()).hexdigest()[:12]}"
 
 
 def media_key(owner: str, track_id: str, artifact: str) -> str:
