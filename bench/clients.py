@@ -21,7 +21,6 @@ import math
 import multiprocessing
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,12 +31,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 MIB = 1024**2
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def make_large_file(folder: Path, size: int) -> Path:
@@ -193,20 +186,14 @@ def webhook_latency(client: Any, scratch: Path, tracks: int) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.e2e import use_own_stack
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--upload-mib", type=int, default=1024, help="size of the large file")
     parser.add_argument("--webhook-tracks", type=int, default=5)
     args = parser.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="trackflow-bench-clients-"))
-    os.environ.update(
-        {
-            "TRACKFLOW_AWS_TARGET": "embedded",
-            "TRACKFLOW_DATA_DIR": str(scratch / "data"),
-            "TRACKFLOW_EMULATOR_PORT": str(_free_port()),
-            "TRACKFLOW_API_PORT": str(_free_port()),
-            "TRACKFLOW_LOG_LEVEL": "WARNING",
-        }
-    )
+    use_own_stack(scratch)
     try:
         return run(args, scratch)
     finally:

@@ -104,6 +104,20 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def use_own_stack(scratch: Path) -> None:
+    """Settings for a stack of the bench's own, set before anything reads them: fresh state
+    under ``scratch``, free ports, nothing shared with a running `trackflow up`."""
+    os.environ.update(
+        {
+            "TRACKFLOW_AWS_TARGET": "embedded",
+            "TRACKFLOW_DATA_DIR": str(scratch / "data"),
+            "TRACKFLOW_EMULATOR_PORT": str(_free_port()),
+            "TRACKFLOW_API_PORT": str(_free_port()),
+            "TRACKFLOW_LOG_LEVEL": "WARNING",
+        }
+    )
+
+
 def _cpu_seconds(process: psutil.Process) -> float:
     """CPU time of a role's process and its children (a worker's pool and the ffmpeg it ran)."""
     total = 0.0
@@ -337,16 +351,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, scratch: Path) -> int:
     cores = os.cpu_count() or 2
-    # a stack of its own: fresh state, free ports, nothing shared with a running `trackflow up`
-    os.environ.update(
-        {
-            "TRACKFLOW_AWS_TARGET": "embedded",
-            "TRACKFLOW_DATA_DIR": str(scratch / "data"),
-            "TRACKFLOW_EMULATOR_PORT": str(_free_port()),
-            "TRACKFLOW_API_PORT": str(_free_port()),
-            "TRACKFLOW_LOG_LEVEL": "WARNING",
-        }
-    )
+    use_own_stack(scratch)
     print(f"generating {args.tracks} tracks of {args.minutes:g} minutes…", file=sys.stderr)
     tracks = [
         make_inputs(scratch / f"t{n}", args.minutes, seed=500 + n)[0] for n in range(args.tracks)

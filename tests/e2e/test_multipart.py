@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from mutagen.id3 import ID3
 
+from tests.support.audio import pad_mp3
 from trackflow.adapters import aws
 from trackflow.api.app import create_app
 from trackflow.auth import mint_token
@@ -25,16 +25,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("stack")]
 
 MIB = 1024**2
 SIZE = 12 * 10**6  # three parts of 5 MiB (the last shorter)
-
-
-def _grow(path: Path, size: int) -> None:
-    """Grow an MP3 to ``size`` bytes with ID3 padding: a long file that decodes quickly."""
-    for _ in range(3):
-        grow = size - path.stat().st_size
-        if grow == 0:
-            return
-        ID3(path).save(path, padding=lambda info, grow=grow: info.padding + grow)
-    assert path.stat().st_size == size
 
 
 def _client(settings: Settings, user: str) -> ApiClient:
@@ -59,7 +49,7 @@ def test_an_interrupted_upload_in_parts_resumes_and_publishes(
     part 2 is sent, the progress counts the held bytes, and the track publishes with the stored
     object's CRC32 equal to the file's."""
     audio = write_track(SampleTrack("Long Mix", "Parts", seconds=5, seed=3303), tmp_path / "m.mp3")
-    _grow(audio, SIZE)
+    pad_mp3(audio, SIZE)
     client = _client(settings, f"mp-{uuid.uuid4().hex[:6]}")
     state_dir = tmp_path / "state"
     put_part = ApiClient._put_part

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mutagen.id3 import ID3
 
+from tests.support.audio import pad_mp3
 from tests.support.stack import client_for, emails_to, object_bytes, peaks, wait_for
 from trackflow.adapters import aws
 from trackflow.adapters.state.catalogue import unpack_landmarks
@@ -73,17 +73,6 @@ def _cached(data_dir: Path, size: int) -> list[bytes]:
     ]
 
 
-def _pad_to(path: Path, size: int) -> None:
-    """Grow an MP3 to ``size`` bytes with ID3 padding: a presigned POST takes exactly the size
-    declared, so a second file sent with its fields must be as long."""
-    for _ in range(3):
-        grow = size - path.stat().st_size
-        if grow == 0:
-            return
-        ID3(path).save(path, padding=lambda info, grow=grow: info.padding + grow)
-    assert path.stat().st_size == size
-
-
 def _landmarks(path: Path, settings: Settings) -> np.ndarray:
     info = probe.inspect_audio(path, probe.GateLimits())
     hashes, _ = recipes.fingerprint_upload(path, info, settings)
@@ -98,7 +87,7 @@ def test_an_upload_replaced_under_its_key_is_processed_as_admitted_on_two_hosts(
     neither host's cache holds B's bytes."""
     a = write_track(SampleTrack("Pinned A", "First", seconds=6, seed=8101), tmp_path / "a.mp3")
     b = write_track(SampleTrack("Swapped B", "Second", seconds=9, seed=8202), tmp_path / "b.mp3")
-    _pad_to(a, b.stat().st_size)
+    pad_mp3(a, b.stat().st_size)  # a presigned POST takes exactly the size declared
     user = f"pin-{uuid.uuid4().hex[:6]}"
     client = client_for(settings, user)
     client.request("GET", "/v1/me")

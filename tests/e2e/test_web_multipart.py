@@ -16,9 +16,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from mutagen.id3 import ID3
 from playwright.sync_api import expect
 
+from tests.support.audio import pad_mp3
 from tests.support.browser import sign_in
 from tests.support.stack import client_for
 from trackflow.adapters import aws
@@ -40,13 +40,7 @@ def long_track(tmp_path: Path, title: str, seed: int) -> Path:
     path = write_track(
         SampleTrack(title, "Web Parts", seconds=5, seed=seed), tmp_path / f"{title}.mp3"
     )
-    for _ in range(3):
-        grow = SIZE - path.stat().st_size
-        if grow == 0:
-            break
-        ID3(path).save(path, padding=lambda info, grow=grow: info.padding + grow)
-    assert path.stat().st_size == SIZE
-    return path
+    return pad_mp3(path, SIZE)
 
 
 def lower_the_threshold(page: Any, settings: Settings) -> None:
