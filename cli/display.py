@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trackflow.adapters.state.dynamo import parse_iso
-from trackflow.domain.keys import STREAM_FOLDER, STREAM_MASTER
+from trackflow.domain.keys import STREAM_MASTER
 from trackflow.domain.track import STEP_NAMES
 
 __all__ = ["outputs_table", "steps_table", "timeline"]
@@ -110,8 +110,7 @@ def outputs_table(track: dict[str, Any]) -> Table:
     if artwork:
         folder = outputs[artwork[0]].rsplit("/", 1)[0] + "/"
         table.add_row(f"artwork ({len(artwork)} files: 8 sizes and @2x, JPEG and WebP)", folder)
-    folder = track.get("stream", {}).get("folder")
-    master = outputs.get(f"{folder}/{STREAM_MASTER}") if folder else None
+    master = track.get("stream", {}).get("playlists", {}).get(STREAM_MASTER)
     if master:
         variants = ", ".join(
             f"{v['codec'].upper() if v['codec'] == 'aac' else v['codec'].title()} "
@@ -120,6 +119,6 @@ def outputs_table(track: dict[str, Any]) -> Table:
         )
         table.add_row(f"HLS ladder: {variants}", master)
     for name, uri in sorted(outputs.items()):
-        if not name.startswith(("artwork/", f"{STREAM_FOLDER}/")):
+        if not name.startswith("artwork/"):
             table.add_row(name, uri)
     return table

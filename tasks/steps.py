@@ -195,7 +195,8 @@ def transcode_320(ctx: StepContext) -> StepResult:
 def stream_ladder(ctx: StepContext) -> StepResult:
     """The HLS ladder (AAC-LC 160 and 96 kbps, Opus 96 kbps in CMAF segments), from one decode
     of the master, in this run's folder (a redelivery writes the same keys again, a reprocessing
-    a new folder); only the playlists enter the record, as they name the rest."""
+    a new folder). Only the playlists enter the record, as they name the rest: in ``stream``,
+    which each run replaces whole, so that no earlier run's playlist stays listed."""
     out = ctx.workdir / "hls"
     ladder = recipes.encode_ladder(
         ctx.artifact(NORMALISED_ARTIFACT),
@@ -208,8 +209,12 @@ def stream_ladder(ctx: StepContext) -> StepResult:
     stored = ctx.store(
         [(f"{folder}/{f['path']}", out / f["path"], f["content_type"]) for f in files]
     )
-    playlists = {name: uri for name, uri in stored.items() if name.endswith(".m3u8")}
-    return StepResult(fields={"stream": ladder | {"folder": folder}}, outputs=playlists)
+    playlists = {
+        path.removeprefix(f"{folder}/"): uri
+        for path, uri in stored.items()
+        if path.endswith(".m3u8")
+    }
+    return StepResult(fields={"stream": ladder | {"folder": folder, "playlists": playlists}})
 
 
 # --- publication ------------------------------------------------------------------------------

@@ -50,8 +50,8 @@ def _playable(track_id: str, viewer: str, tracks: Tracks) -> dict[str, Any]:
 def _ladder_playlist(track: dict[str, Any], path: str) -> str | None:
     """The stored URI of one of the track's current ladder's playlists, by its path in the
     ladder (``master.m3u8``, ``aac160/index.m3u8``); None if there is no such playlist."""
-    folder = track.get("stream", {}).get("folder")
-    return track.get("outputs", {}).get(f"{folder}/{path}") if folder else None
+    playlist: str | None = track.get("stream", {}).get("playlists", {}).get(path)
+    return playlist
 
 
 def _links_live_s(settings: AppSettings, track: dict[str, Any]) -> int:

@@ -20,13 +20,14 @@ def test_the_ladder_and_the_artwork_show_as_one_row_each():
         "outputs": {
             "artwork/500.jpg": f"{media}/artwork/500.jpg",
             "artwork/500@2x.webp": f"{media}/artwork/500@2x.webp",
-            "hls/0a1b/master.m3u8": f"{media}/hls/0a1b/master.m3u8",
-            "hls/0a1b/aac160/index.m3u8": f"{media}/hls/0a1b/aac160/index.m3u8",
-            "hls/0a1b/opus96/index.m3u8": f"{media}/hls/0a1b/opus96/index.m3u8",
             "audio/128.mp3": f"{media}/audio/128.mp3",
         },
         "stream": {
             "folder": "hls/0a1b",
+            "playlists": {
+                "master.m3u8": f"{media}/hls/0a1b/master.m3u8",
+                "aac160/index.m3u8": f"{media}/hls/0a1b/aac160/index.m3u8",
+            },
             "variants": [
                 {"codec": "aac", "bitrate_kbps": 160, "segments": 3},
                 {"codec": "opus", "bitrate_kbps": 96, "segments": 3},
