@@ -180,17 +180,22 @@ def _compact(iso: str) -> str:
 
 
 _BOOKKEEPING_ERRORS = (BotoCoreError, ClientError, OSError)
+# Both tasks hand their message back if the worker dies, and retry only when their own
+# bookkeeping (DynamoDB, SQS) failed: an endpoint's failures are the delivery schedule's.
+_BOOKKEEPING_RETRIES: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": _BOOKKEEPING_ERRORS,
+    "retry_backoff": True,
+    "retry_backoff_max": 30,
+    "max_retries": 8,
+}
 
 
 @app.task(
     name=routed("trackflow.webhooks.dispatch", WorkerGroup.IO),
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=_BOOKKEEPING_ERRORS,
-    retry_backoff=True,
-    retry_backoff_max=30,
-    max_retries=8,
+    **_BOOKKEEPING_RETRIES,
 )
 def dispatch(self: Any, event_id: str) -> int:
     """One delivery per endpoint that hears of the event; returns how many were sent."""
@@ -297,13 +302,7 @@ def _failing_too_long(endpoint: Mapping[str, Any] | None, settings: Settings, no
 
 @app.task(
     name=routed("trackflow.webhooks.deliver", WorkerGroup.IO),
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=_BOOKKEEPING_ERRORS,
-    retry_backoff=True,
-    retry_backoff_max=30,
-    max_retries=8,
+    **_BOOKKEEPING_RETRIES,
     # one attempt: a lookup, a connection and the timeout, well below the I/O queue's
     # visibility timeout; each delivery is its own task, so a slow endpoint holds one slot
     soft_time_limit=60,
