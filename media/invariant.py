@@ -29,7 +29,8 @@ Pure numpy over mono PCM at ``SAMPLE_RATE``; where postings come from is a funct
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import io
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -50,14 +51,19 @@ __all__ = [
     "QuadIndex",
     "Quads",
     "Upload",
+    "analyse_track",
     "analyse_upload",
     "find_peaks",
     "match_quads",
+    "merged_index",
+    "merged_lookup",
+    "pack_work",
     "quad_keys",
     "quads",
     "query_cells",
     "reference_quads",
     "tolerances",
+    "unpack_work",
     "verify",
 ]
 
@@ -424,8 +430,8 @@ def query_cells(q: Quads) -> tuple[np.ndarray, np.ndarray]:
 class Postings(NamedTuple):
     """What a hit needs, per posting: the work, its quad's exact hash and box."""
 
-    works: np.ndarray  # int64
-    hashes: np.ndarray  # (n, 5) float32
+    works: np.ndarray  # int32 work numbers
+    hashes: np.ndarray  # (n, 5) float16
     a_times: np.ndarray
     a_bins: np.ndarray
     widths: np.ndarray
@@ -437,44 +443,130 @@ QuadLookup = Callable[[np.ndarray], tuple[np.ndarray, Postings]]
 
 
 class QuadIndex:
-    """Postings of works held in memory, sorted by key: the lookup a key-value store answers."""
+    """Postings sorted by key: the lookup a key-value store answers, in memory or memory-mapped
+    (``from_columns``: a host's worker processes then share one copy through the page cache).
+    Columns are held compact: hash coordinates in float16 (a step of at most 0.002, against
+    tolerances of 0.009 and more), the rest in 32 bits."""
 
     def __init__(self, works: Iterable[tuple[int, Quads]]) -> None:
         parts = list(works)
         keys = np.concatenate([quad_keys(q) for _, q in parts] or [np.empty(0, np.int64)])
         order = np.argsort(keys, kind="stable")
-        self.keys = keys[order]
 
-        def column(values: Callable[[Quads], np.ndarray], dtype: type) -> np.ndarray:
-            joined: list[np.ndarray] = [values(q).astype(dtype) for _, q in parts]
-            return np.concatenate(joined)[order] if joined else np.empty(0, dtype)
+        def column(values: Callable[[int, Quads], np.ndarray], width: int = 0) -> np.ndarray:
+            joined = [values(w, q) for w, q in parts]
+            if not joined:
+                return np.empty((0, width) if width else 0)
+            return np.concatenate(joined)[order]
 
-        self.postings = Postings(
-            np.concatenate([np.full(len(q.a_times), w, np.int64) for w, q in parts])[order]
-            if parts
-            else np.empty(0, np.int64),
-            np.concatenate([q.hashes for _, q in parts])[order]
-            if parts
-            else np.empty((0, 5), np.float32),
-            column(lambda q: q.a_times, np.float64),
-            column(lambda q: q.a_bins, np.float64),
-            column(lambda q: q.widths, np.float64),
-            column(lambda q: q.heights, np.float64),
+        self.keys = keys[order].astype(np.int32)
+        self.postings = _compact(
+            Postings(
+                column(lambda w, q: np.full(len(q.a_times), w)),
+                column(lambda _, q: q.hashes, 5),
+                column(lambda _, q: q.a_times),
+                column(lambda _, q: q.a_bins),
+                column(lambda _, q: q.widths),
+                column(lambda _, q: q.heights),
+            )
         )
+
+    @classmethod
+    def from_columns(cls, columns: Mapping[str, np.ndarray]) -> QuadIndex:
+        """An index over columns saved by ``columns`` (arrays or memory maps, used as they are)."""
+        index = cls.__new__(cls)
+        index.keys = columns["keys"]
+        index.postings = Postings(*(columns[name] for name in Postings._fields))
+        return index
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {"keys": self.keys, **self.postings._asdict()}
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, Postings]:
         """For asked keys (repeats allowed), which ask each posting answers, and the postings."""
+        keys = np.asarray(keys).astype(self.keys.dtype)  # else numpy converts the whole index
         left = np.searchsorted(self.keys, keys, "left")
         right = np.searchsorted(self.keys, keys, "right")
         counts = right - left
         asks = np.repeat(np.arange(len(keys)), counts)
         starts = np.repeat(left - np.cumsum(counts) + counts, counts)
         rows = starts + np.arange(counts.sum())
-        p = self.postings
-        return asks, Postings(*(column[rows] for column in p))
+        return asks, Postings(*(np.asarray(column[rows]) for column in self.postings))
+
+
+def _compact(p: Postings) -> Postings:
+    return Postings(
+        p.works.astype(np.int32),
+        np.asarray(p.hashes, np.float16).reshape(-1, 5),
+        *(np.asarray(column, np.float32) for column in p[2:]),
+    )
+
+
+def merged_index(indexes: Iterable[QuadIndex]) -> QuadIndex:
+    """One index holding the postings of several (a snapshot's and the works indexed since)."""
+    parts = list(indexes)
+    keys = np.concatenate([np.asarray(i.keys) for i in parts] or [np.empty(0, np.int32)])
+    order = np.argsort(keys, kind="stable")
+    columns = {"keys": keys[order]}
+    for name in Postings._fields:
+        joined = [np.asarray(getattr(i.postings, name)) for i in parts]
+        columns[name] = np.concatenate(joined)[order] if joined else np.empty(0)
+    return QuadIndex.from_columns(columns)
+
+
+def merged_lookup(indexes: Sequence[QuadIndex]) -> QuadLookup:
+    """A lookup answering from each index in turn (a memory-mapped snapshot and a small index
+    of the works added since, which is cheaper than merging them on every addition)."""
+
+    def lookup(keys: np.ndarray) -> tuple[np.ndarray, Postings]:
+        found = [index.lookup(keys) for index in indexes]
+        if len(found) == 1:
+            return found[0]
+        asks = np.concatenate([a for a, _ in found])
+        postings = Postings(
+            *(np.concatenate(column) for column in zip(*(p for _, p in found), strict=True))
+        )
+        return asks, postings
+
+    return lookup
+
+
+# --- a work's stored form ---------------------------------------------------------------------
+def pack_work(q: Quads, peaks: Peaks) -> bytes:
+    """A work's quads and verification peaks as one compressed object (what the index is built
+    from, and what a candidate is verified against)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        hashes=q.hashes.astype(np.float16),
+        rising=q.rising,
+        a_times=q.a_times.astype(np.float32),
+        a_bins=q.a_bins.astype(np.float32),
+        widths=q.widths.astype(np.float32),
+        heights=q.heights.astype(np.float32),
+        peak_times=peaks.times.astype(np.float32),
+        peak_bins=peaks.bins.astype(np.float32),
+        peak_levels=peaks.levels.astype(np.float16),
+    )
+    return buffer.getvalue()
+
+
+def unpack_work(data: bytes) -> tuple[Quads, Peaks]:
+    with np.load(io.BytesIO(data)) as a:
+        quads = Quads(
+            a["hashes"].astype(np.float32),
+            a["rising"],
+            *(a[name].astype(np.float64) for name in ("a_times", "a_bins", "widths", "heights")),
+        )
+        peaks = Peaks(
+            a["peak_times"].astype(np.float64),
+            a["peak_bins"].astype(np.float64),
+            a["peak_levels"].astype(np.float32),
+        )
+    return quads, peaks
 
 
 # --- matching ---------------------------------------------------------------------------------
@@ -550,7 +642,7 @@ def find_hits(q: Quads, lookup: QuadLookup) -> tuple[Hits, int]:
         quad, rows = quad[ok], rows[ok]
         parts.append(
             Hits(
-                found.works[rows],
+                found.works[rows].astype(np.int64),
                 q.a_times[quad],
                 found.a_times[rows],
                 q.a_bins[quad],
@@ -665,21 +757,20 @@ def _fit_line(
 def verify(
     candidate: Candidate,
     work_peaks: Peaks,
-    upload_map: np.ndarray,
+    upload: Upload,
     policy: InvariantPolicy,
 ) -> tuple[int, int, tuple[float, float]]:
     """Map the work's peaks into the upload with the candidate's factors and count how many land
-    on an upload peak (``upload_map``: a grid of frames x bins, true near any upload peak).
-    Returns (found, expected, upload span in frames of the found ones): only the work's peaks
-    that land inside the upload and its band are expected."""
+    within the slack of one of the upload's peaks (``upload.peaks``, sorted by time). Returns
+    (found, expected, upload span in frames of the found ones): only the work's peaks that land
+    inside the upload and its band are expected."""
     t = work_peaks.times * candidate.time_factor + candidate.offset
     f = work_peaks.bins * candidate.freq_factor
-    frames, bins = upload_map.shape
-    ti, fi = np.round(t).astype(np.int64), np.round(f).astype(np.int64) - MIN_BIN
-    inside = (ti >= 0) & (ti < frames) & (fi >= 0) & (fi < bins)
+    ti, fi = np.round(t).astype(np.int64), np.round(f).astype(np.int64)
+    inside = (ti >= 0) & (ti < upload.frames) & (fi >= MIN_BIN) & (fi <= MAX_BIN)
     if not inside.any():
         return 0, 0, (0.0, 0.0)
-    hit = upload_map[ti[inside], fi[inside]]
+    hit = _near_peak(ti[inside], fi[inside], upload.peaks, policy)
     times = t[inside]
     # Judge the stretch of the upload where the work was found (an upload may hold only part of
     # it): from the first found peak to the last, widened by the hits' span.
@@ -691,8 +782,28 @@ def verify(
     return int((hit & region).sum()), int(region.sum()), (lo, hi)
 
 
+def _near_peak(
+    frames: np.ndarray, bins: np.ndarray, peaks: Peaks, policy: InvariantPolicy
+) -> np.ndarray:
+    """Whether each (frame, bin) is within the slack of a peak, both rounded to whole frames and
+    bins: the upload's peaks within the time slack by binary search, then their bins compared
+    (memory follows the peaks, where a frames x bins grid of a three-hour upload took a GB)."""
+    peak_frames = np.round(peaks.times).astype(np.int64)
+    peak_bins = np.round(peaks.bins).astype(np.int64)
+    left = np.searchsorted(peak_frames, frames - policy.time_slack, "left")
+    right = np.searchsorted(peak_frames, frames + policy.time_slack, "right")
+    found = np.zeros(len(frames), bool)
+    bin_slack = int(policy.bin_slack)
+    for step in range(int((right - left).max(initial=0))):
+        row = left + step
+        open_ = row < right
+        row = np.minimum(row, len(peak_bins) - 1)
+        found |= open_ & (np.abs(peak_bins[row] - bins) <= bin_slack)
+    return found
+
+
 def refine(
-    candidate: Candidate, work_peaks: Peaks, upload_grid: np.ndarray, policy: InvariantPolicy
+    candidate: Candidate, work_peaks: Peaks, upload: Upload, policy: InvariantPolicy
 ) -> Candidate:
     """A time factor from a few hits over a short stretch is rough: try factors around it (the
     line pivoting on the hits' middle) in 0.25 % steps over +-3 %, and keep those under which
@@ -708,23 +819,9 @@ def refine(
         )
 
     grid = np.arange(-0.03, 0.0301, 0.0025)
-    found = np.array(
-        [verify(trial(dt), work_peaks, upload_grid, policy)[0] for dt in grid.tolist()]
-    )
+    found = np.array([verify(trial(dt), work_peaks, upload, policy)[0] for dt in grid.tolist()])
     # The slack of the verification makes a plateau of equally good factors: take its middle.
     return trial(float(grid[found == found.max()].mean()))
-
-
-def peak_map(peaks: Peaks, frames: int, policy: InvariantPolicy) -> np.ndarray:
-    """A grid of the upload's frames x bins (from MIN_BIN), true within the verification slack
-    of one of its peaks."""
-    grid = np.zeros((max(frames, 1), MAX_BIN - MIN_BIN + 1), bool)
-    ti = np.round(peaks.times).astype(np.int64)
-    fi = np.round(peaks.bins).astype(np.int64) - MIN_BIN
-    ok = (ti >= 0) & (ti < grid.shape[0]) & (fi >= 0) & (fi < grid.shape[1])
-    grid[ti[ok], fi[ok]] = True
-    size = (2 * policy.time_slack + 1, 2 * int(policy.bin_slack) + 1)
-    return maximum_filter(grid, size=size, mode="constant")
 
 
 class Upload(NamedTuple):
@@ -738,9 +835,21 @@ class Upload(NamedTuple):
 def analyse_upload(pcm: np.ndarray) -> Upload:
     """The quads and peaks of an upload (mono PCM at SAMPLE_RATE)."""
     pcm = np.asarray(pcm, np.float32).reshape(-1)
-    frames = (len(pcm) - N_FFT) // HOP + 1 if len(pcm) >= N_FFT else 0
     query, verify = find_peak_sets(pcm, (QUERY, VERIFY))
-    return Upload(quads(query, reference=False), verify, frames)
+    return Upload(quads(query, reference=False), verify, _frames(pcm))
+
+
+def analyse_track(pcm: np.ndarray) -> tuple[Upload, Quads, Peaks]:
+    """An upload's side of matching, and the index entries and verification peaks it joins the
+    catalogue with once published, from one spectrogram."""
+    pcm = np.asarray(pcm, np.float32).reshape(-1)
+    query, verify, reference = find_peak_sets(pcm, (QUERY, VERIFY, REFERENCE))
+    upload = Upload(quads(query, reference=False), verify, _frames(pcm))
+    return upload, quads(reference, reference=True), reference
+
+
+def _frames(pcm: np.ndarray) -> int:
+    return (len(pcm) - N_FFT) // HOP + 1 if len(pcm) >= N_FFT else 0
 
 
 def match_quads(
@@ -755,13 +864,12 @@ def match_quads(
     hits, asked = find_hits(upload.quads, lookup)
     found: list[InvariantMatch] = []
     chosen = candidates(hits, policy)
-    grid = peak_map(upload.peaks, upload.frames, policy) if chosen else np.zeros((1, 1), bool)
     for candidate in chosen:
         peaks = work_peaks(candidate.work)
         if peaks is None:
             continue
-        candidate = refine(candidate, peaks, grid, policy)
-        score, expected, (lo, hi) = verify(candidate, peaks, grid, policy)
+        candidate = refine(candidate, peaks, upload, policy)
+        score, expected, (lo, hi) = verify(candidate, peaks, upload, policy)
         share = score / expected if expected else 0.0
         match = InvariantMatch(
             work=candidate.work,

@@ -132,13 +132,12 @@ def test_verification_rejects_factors_the_peaks_do_not_bear_out(catalogue):
     _, peaks, works = catalogue
     upload = inv.analyse_upload(works[1][RATE * 5 : RATE * 20])
     policy = inv.InvariantPolicy()
-    grid = inv.peak_map(upload.peaks, upload.frames, policy)
     frames_at_5s = 5 / inv.FRAME_SECONDS
     right = inv.Candidate(1, 10, 1.0, 1.0, -frames_at_5s, (0.0, 1000.0))
     wrong = right._replace(time_factor=1.06, freq_factor=0.95, offset=-frames_at_5s * 1.06)
-    found, expected, _ = inv.verify(right, peaks[1], grid, policy)
+    found, expected, _ = inv.verify(right, peaks[1], upload, policy)
     assert found / expected > 0.8
-    found, expected, _ = inv.verify(wrong, peaks[1], grid, policy)
+    found, expected, _ = inv.verify(wrong, peaks[1], upload, policy)
     assert found / max(expected, 1) < policy.weak_share
 
 
@@ -203,3 +202,39 @@ def test_peaks_of_several_settings_from_one_filter_are_each_settings_own():
         assert {(int(x), int(y)) for x, y in zip(*np.nonzero(expected), strict=True)} == {
             (int(x), int(y)) for x, y in zip(t, b, strict=True)
         }
+
+
+def test_verification_counts_a_peak_within_the_slack_and_no_further():
+    """A work's peak is found when an upload peak is within the slack in whole frames and bins,
+    as a dilated frames x bins grid would say, without the grid's memory."""
+    policy = inv.InvariantPolicy()
+    upload = inv.Peaks(np.array([100.0, 100.2, 300.0]), np.array([80.0, 200.0, 150.0]), np.zeros(3))
+    frames = np.array([104, 105, 96, 100, 300, 300, 300])
+    bins = np.array([82, 80, 78, 203, 147, 148, 153])
+    found = inv._near_peak(frames, bins, upload, policy)
+    assert found.tolist() == [True, False, True, False, False, True, False]
+
+
+def test_an_index_from_saved_columns_and_merged_indexes_answer_as_one(catalogue, tmp_path):
+    """A snapshot saved and memory-mapped, merged with the works added since, answers every
+    lookup as one index built from all the works; a work's stored form keeps its quads."""
+    _, _, works = catalogue
+    made = {n: inv.reference_quads(pcm) for n, pcm in works.items()}
+    stored = {n: inv.unpack_work(inv.pack_work(q, p)) for n, (q, p) in made.items()}
+    assert np.allclose(stored[1][0].hashes, made[1][0].hashes, atol=2e-3)
+    assert np.allclose(stored[1][1].times, made[1][1].times, atol=1e-3)
+    first = inv.QuadIndex([(1, stored[1][0]), (2, stored[2][0])])
+    for name, column in first.columns().items():
+        np.save(tmp_path / f"{name}.npy", column)
+    mapped = inv.QuadIndex.from_columns(
+        {name: np.load(tmp_path / f"{name}.npy", mmap_mode="r") for name in first.columns()}
+    )
+    later = inv.QuadIndex([(3, stored[3][0])])
+    keys = inv.query_cells(inv.analyse_upload(works[3][: RATE * 10]).quads)[0]
+    whole = inv.QuadIndex((n, q) for n, (q, _) in stored.items()).lookup(keys)
+    for answer in (
+        inv.merged_lookup([mapped, later])(keys),
+        inv.merged_index([mapped, later]).lookup(keys),
+    ):
+        assert len(answer[0]) == len(whole[0]) > 0
+        assert sorted(answer[1].works.tolist()) == sorted(whole[1].works.tolist())
