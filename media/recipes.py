@@ -14,7 +14,9 @@ import numpy as np
 
 from trackflow.media import (
     artwork,
+    ffmpeg,
     fingerprint,
+    invariant,
     loudness,
     probe,
     streaming,
@@ -26,12 +28,13 @@ from trackflow.media.ffmpeg import LoudnessStats
 from trackflow.settings import Settings
 
 __all__ = [
+    "AudioPrints",
     "WaveformFiles",
     "analyse_waveform",
     "encode_ladder",
     "encode_rendition",
     "extract_metadata",
-    "fingerprint_upload",
+    "fingerprint_audio",
     "normalise_audio",
     "resize_artwork",
 ]
@@ -122,13 +125,49 @@ def normalise_audio(
     )
 
 
-def fingerprint_upload(
-    source: Path, info: probe.AudioInfo, settings: Settings
-) -> tuple[np.ndarray, np.ndarray]:
-    """The upload's landmark hashes and their times, for the copyright check."""
-    return fingerprint.fingerprint_file(
-        source, info.demuxer, timeout=settings.cpu_task_time_limit_s
-    )
+@dataclass(frozen=True)
+class AudioPrints:
+    """Both fingerprints of one recording: landmarks (exact copies and excerpts, from a few
+    index reads) and quads (tempo, pitch and speed changes)."""
+
+    hashes: np.ndarray  # landmarks
+    times: np.ndarray
+    quads: invariant.Quads  # the index entries the recording joins the catalogue with
+    peaks: invariant.Peaks  # ... and the peaks its matches are verified against
+    upload: invariant.Upload | None  # an upload's side of matching
+
+
+def fingerprint_audio(
+    source: Path, info: probe.AudioInfo, settings: Settings, scratch: Path, *, as_upload: bool
+) -> AudioPrints:
+    """Landmarks and quads of an audio file from one decode. The landmarks are streamed; the
+    quads need the whole recording, so its PCM is spooled to a file in ``scratch`` and
+    memory-mapped (resident memory stays bounded at any length)."""
+    extractor = fingerprint.LandmarkExtractor()
+    spool = scratch / "fingerprint.f32"
+    with spool.open("wb") as out:
+        for block in ffmpeg.read_pcm(
+            ffmpeg.decode_args(
+                source, info.demuxer, sample_rate=fingerprint.SAMPLE_RATE, channels=1
+            ),
+            channels=1,
+            block_frames=1 << 17,
+            timeout=settings.cpu_task_time_limit_s,
+        ):
+            extractor.add(block)
+            out.write(np.ascontiguousarray(block, np.float32).tobytes())
+    hashes, times = extractor.finish()
+    size = spool.stat().st_size
+    pcm = np.memmap(spool, np.float32, "r") if size else np.zeros(0, np.float32)
+    try:
+        if as_upload:
+            upload, quads, peaks = invariant.analyse_track(pcm)
+            return AudioPrints(hashes, times, quads, peaks, upload)
+        quads, peaks = invariant.reference_quads(pcm)
+        return AudioPrints(hashes, times, quads, peaks, None)
+    finally:
+        del pcm
+        spool.unlink()
 
 
 def encode_rendition(

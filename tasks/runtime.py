@@ -47,6 +47,7 @@ __all__ = [
     "fail_track",
     "object_cache",
     "original_upload",
+    "scratch_dir",
     "step",
     "take_turns_at_cores",
     "track_store",
@@ -312,6 +313,16 @@ def _core_turn(track: Mapping[str, Any], name: str, settings: Settings) -> Itera
         elif turn.waited_s >= 0.01:
             log.info("step_waited_for_a_core", waited_s=round(turn.waited_s, 2))
         yield
+
+
+@contextmanager
+def scratch_dir(settings: Settings, name: str = "task") -> Iterator[Path]:
+    """A private folder for a task's files under the data dir, removed afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_workdir_root(settings)))
+    try:
+        yield workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _workdir_root(settings: Settings) -> Path:
