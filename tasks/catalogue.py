@@ -17,20 +17,23 @@ from trackflow.adapters.state.catalogue import (
     pack_landmarks,
     unpack_landmarks,
 )
-from trackflow.domain.keys import catalogue_landmarks_key
+from trackflow.domain.keys import catalogue_landmarks_key, catalogue_quads_key
 from trackflow.errors import InputRejected
 from trackflow.logs import bind, get_logger
-from trackflow.media import fingerprint, probe
+from trackflow.media import fingerprint, invariant, probe, recipes
 from trackflow.settings import Lane, Settings, WorkerGroup, get_settings
 from trackflow.tasks.app import app, routed
-from trackflow.tasks.runtime import object_cache, original_upload
+from trackflow.tasks.quad_index import LiveQuadIndex, build_snapshot
+from trackflow.tasks.runtime import object_cache, original_upload, scratch_dir
 
 __all__ = [
     "all_landmarks",
     "catalogue_store",
+    "compact_quad_index",
     "fingerprint_work",
     "index_work_chunk",
     "indexed_landmarks",
+    "quad_index",
     "start_indexing",
 ]
 
@@ -44,6 +47,21 @@ def catalogue_store(settings: Settings | None = None) -> Catalogue:
         settings.table("catalogue"),
         settings.table("fingerprints"),
     )
+
+
+_live: dict[str, LiveQuadIndex] = {}
+
+
+def quad_index(settings: Settings) -> LiveQuadIndex:
+    """This process's quad index, caught up with the catalogue; the first caller to find it
+    has outgrown its snapshot sends for a new one."""
+    live = _live.get(settings.media_bucket)
+    if live is None:
+        live = _live[settings.media_bucket] = LiveQuadIndex(settings, catalogue_store(settings))
+    due = live.refresh()
+    if due is not None and catalogue_store(settings).claim_quad_compaction(due):
+        compact_quad_index.apply_async((due,), queue=settings.queue(WorkerGroup.CPU, Lane.BULK))
+    return live
 
 
 def start_indexing(
@@ -120,12 +138,17 @@ def fingerprint_work(self: Any, work_id: str) -> None:
         catalogue.update(work_id, status=WorkStatus.FAILED, error=error.as_record())
         log.warning("work_refused", code=error.code)
         return
-    hashes, times = fingerprint.fingerprint_file(
-        path, info.demuxer, timeout=settings.cpu_task_time_limit_s
-    )
+    with scratch_dir(settings, "fingerprint_work") as scratch:
+        prints = recipes.fingerprint_audio(path, info, settings, scratch, as_upload=False)
+    hashes, times = prints.hashes, prints.times
+    s3 = aws.client("s3", settings)
     key = catalogue_landmarks_key(work_id)
-    aws.client("s3", settings).put_object(
-        Bucket=settings.media_bucket, Key=key, Body=pack_landmarks(hashes, times)
+    s3.put_object(Bucket=settings.media_bucket, Key=key, Body=pack_landmarks(hashes, times))
+    quads_key = catalogue_quads_key(work_id)
+    s3.put_object(
+        Bucket=settings.media_bucket,
+        Key=quads_key,
+        Body=invariant.pack_work(prints.quads, prints.peaks),
     )
     chunks = chunk_count(hashes)
     work = catalogue.update(
@@ -134,6 +157,8 @@ def fingerprint_work(self: Any, work_id: str) -> None:
         status=WorkStatus.INDEXING,
         landmarks_key=key,
         landmarks=len(hashes),
+        quads_key=quads_key,
+        quads=len(prints.quads.a_times),
         duration_s=round(info.duration_s, 2),
         chunks=chunks,
     )
@@ -162,3 +187,16 @@ def index_work_chunk(
     hashes, times = indexed_landmarks(work, path.read_bytes())
     if catalogue.index_chunk(work, hashes, times, chunk, chunks, remove=remove):
         log.info("work_indexed", title=work["title"])
+
+
+@app.task(
+    name=routed("trackflow.compact_quad_index", WorkerGroup.CPU, Lane.BULK),
+    **_retrying(time_limit=get_settings().cpu_task_time_limit_s),
+)
+def compact_quad_index(self: Any, through: int) -> None:
+    """Merge the works numbered up to ``through`` into a new snapshot of the quad index;
+    idempotent (a snapshot as recent makes it a no-op)."""
+    settings = get_settings()
+    record = build_snapshot(settings, catalogue_store(settings), through)
+    if record:
+        log.info("quad_snapshot_made", through=through, postings=record["postings"])

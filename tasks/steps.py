@@ -17,19 +17,20 @@ from trackflow.adapters.state.catalogue import WorkStatus, chunk_count, pack_lan
 from trackflow.adapters.state.dynamo import now_iso
 from trackflow.adapters.state.ratelimit import RateLimiter
 from trackflow.adapters.state.users import UserStore
-from trackflow.domain.copyright import judge
+from trackflow.domain.copyright import judge, landmark_evidence, quad_evidence
 from trackflow.domain.emails import compose, deliverable_address
 from trackflow.domain.keys import PEAKS_ARTIFACT, rendition_artifact, stream_folder
 from trackflow.domain.track import Status, lane_of
 from trackflow.errors import NotReady, WaitForSlot
 from trackflow.logs import get_logger
-from trackflow.media import fingerprint, recipes, streaming, transcode
+from trackflow.media import fingerprint, invariant, recipes, streaming, transcode
 from trackflow.media.ffmpeg import LoudnessStats
 from trackflow.pipeline.flow import Move
 from trackflow.tasks.catalogue import (
     all_landmarks,
     catalogue_store,
     indexed_landmarks,
+    quad_index,
     start_indexing,
 )
 from trackflow.tasks.feeds import fan_out, feed_entry
@@ -39,6 +40,7 @@ from trackflow.tasks.workflow import move
 log = get_logger(__name__)
 
 FINGERPRINT_ARTIFACT = "fingerprint/landmarks.npz"
+QUADS_ARTIFACT = "fingerprint/quads.npz"  # the index entries it joins the catalogue with
 NORMALISED_ARTIFACT = "audio/normalised.flac"
 COVER_ARTIFACT = "artwork/500.jpg"  # embedded in the renditions
 
@@ -110,25 +112,44 @@ def normalise_audio(ctx: StepContext) -> StepResult:
 
 @step("check_copyright")
 def check_copyright(ctx: StepContext) -> StepResult:
-    """Match the upload's fingerprint against the catalogue: pass, hold for review or reject."""
+    """Match the upload's fingerprints against the catalogue: pass, hold for review or reject.
+    Landmarks find copies and excerpts from a few index reads; quads find them after a change
+    of tempo, pitch or speed, from this host's copy of the quad index."""
     s = ctx.settings
-    hashes, times = recipes.fingerprint_upload(ctx.original(), ctx.gate(), s)
+    prints = recipes.fingerprint_audio(ctx.original(), ctx.gate(), s, ctx.workdir, as_upload=True)
     landmarks_path = ctx.workdir / "landmarks.npz"
-    landmarks_path.write_bytes(pack_landmarks(hashes, times))
-    outputs = ctx.store([(FINGERPRINT_ARTIFACT, landmarks_path, "application/octet-stream")])
+    landmarks_path.write_bytes(pack_landmarks(prints.hashes, prints.times))
+    quads_path = ctx.workdir / "quads.npz"
+    quads_path.write_bytes(invariant.pack_work(prints.quads, prints.peaks))
+    outputs = ctx.store(
+        [
+            (FINGERPRINT_ARTIFACT, landmarks_path, "application/octet-stream"),
+            (QUADS_ARTIFACT, quads_path, "application/octet-stream"),
+        ]
+    )
     catalogue = catalogue_store(s)
     policy = fingerprint.MatchPolicy()
     matches = fingerprint.match_catalogue(
-        hashes,
-        times,
+        prints.hashes,
+        prints.times,
         catalogue.lookup,
         functools.partial(catalogue.lookup, sampled=True),
         s.track_index_sampling,
         lambda number: all_landmarks(catalogue.works([number]).get(number), s),
         policy,
     )
-    verdict = judge(matches, catalogue.works(m.work for m in matches), ctx.track["owner"], policy)
-    record = {**verdict.as_record(), "checked_at": now_iso(), "landmarks": len(hashes)}
+    quads = quad_index(s)
+    quad_policy = invariant.InvariantPolicy()
+    assert prints.upload is not None
+    changed, asked = invariant.match_quads(prints.upload, quads.lookup, quads.peaks, quad_policy)
+    evidence = landmark_evidence(matches, policy) + quad_evidence(changed, quad_policy)
+    verdict = judge(evidence, catalogue.works(e.work for e in evidence), ctx.track["owner"])
+    record = {
+        **verdict.as_record(),
+        "checked_at": now_iso(),
+        "landmarks": len(prints.hashes),
+        "quads": {"entries": len(prints.quads.a_times), "asked": asked["keys"]},
+    }
     store = track_store(s)
     if verdict.outcome == "match":
         # the one writer that wins the move tells the uploader; if it lost, the track had
@@ -234,6 +255,8 @@ def index_track(ctx: StepContext) -> StepResult:
         duration_s=document.duration_s,
         landmarks=ctx.track["copyright"]["landmarks"],
         sampling=s.track_index_sampling,
+        # named at creation: a work that can match without quads would never load them
+        quads_key=ctx.key(QUADS_ARTIFACT),
     )
     if work["status"] == WorkStatus.INDEXING and "chunks" not in work:
         hashes, _ = indexed_landmarks(work, ctx.artifact(FINGERPRINT_ARTIFACT).read_bytes())

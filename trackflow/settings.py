@@ -224,6 +224,9 @@ class Settings(BaseSettings):
     # excerpt is caught as well as from the full index, at a sixteenth of the index writes
     # (`make bench-copyright` measures what is caught).
     track_index_sampling: int = Field(16, ge=1)
+    # Works a worker loads one by one beside the quad index's snapshot before a new snapshot
+    # merges them (tasks/quad_index.py): each is one S3 read per worker process, once.
+    quad_snapshot_works: int = Field(200, ge=1)
 
     # --- workers and queues -----------------------------------------------------------------
     cpu_task_time_limit_s: int = 1800

@@ -117,7 +117,7 @@ def review_list(client: ApiClient, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(held))
         return
-    rows = table("track", "owner", "title", "matched work", "where")
+    rows = table("track", "owner", "title", "matched work", "where", "changed")
     for track in held:
         match = (track.get("copyright", {}).get("matches") or [{}])[0]
         rows.add_row(
@@ -126,6 +126,7 @@ def review_list(client: ApiClient, as_json: bool) -> None:
             track.get("metadata", {}).get("tags", {}).get("title", ""),
             f"{match.get('title', '')} ({match.get('work_id', '')})",
             f"{match.get('upload_offset_s', '')} s",
+            match.get("change") or "no",
         )
     out.print(rows)
 

@@ -4,16 +4,20 @@ uploader is told which work and where; an unrelated upload by the same user is p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support import audio, badinputs
+from tests.support.browser import sign_in
 from tests.support.stack import client_for, emails_to, upload_and_wait, wait_for
 from trackflow.cli.client import ApiClient
 from trackflow.media.samples import SampleTrack, write_track
 from trackflow.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("stack")]
+
+EVADER = "e2e-evader"
 
 
 def register_work(admin: ApiClient, path: Path, title: str, owner: str) -> dict:
@@ -137,3 +141,50 @@ def test_only_administrators_manage_the_catalogue(settings: Settings):
     assert refused.value.status == 403
     with pytest.raises(ApiError):
         user.request("GET", "/v1/reviews")
+
+
+@pytest.mark.parametrize(
+    ("chain", "tempo", "pitch", "words"),
+    [
+        ("asetrate=45864,aresample=44100", 1.04, 1.04, "sped up 4 %"),  # "nightcore"
+        ("rubberband=pitch=0.943874", 1.0, 0.9439, "pitched down 1.0 semitones"),
+    ],
+    ids=["speed+4%", "pitch-1"],
+)
+def test_a_work_sped_up_or_pitch_shifted_is_rejected_with_the_change_named(
+    settings: Settings,
+    tmp_path: Path,
+    browser: Any,
+    chain: str,
+    tempo: float,
+    pitch: float,
+    words: str,
+):
+    """The oldest evasions: the landmarks see nothing in common, the quads find the work and
+    the factors, and the uploader reads how the work was changed, on the track's page too."""
+    seed = 5150 if tempo > 1 else 5151
+    reference = audio.encode(
+        audio.music(tmp_path / "ref.wav", seconds=40.0, seed=seed), "flac", tmp_path, name="ref"
+    )
+    admin = client_for(settings, "admin")
+    work = register_work(admin, reference, f"Evaded Anthem {seed}", "big-label")
+    assert work["quads"] > 100
+    evasion = tmp_path / "totally original.mp3"
+    audio.ffmpeg(
+        *("-ss", "10", "-t", "22", "-i", str(reference), "-af", chain),
+        *("-c:a", "libmp3lame", "-b:a", "128k", str(evasion)),
+    )
+    track = upload_and_wait(client_for(settings, EVADER), evasion)
+    assert track["status"] == "rejected", track.get("copyright")
+    assert track["error"]["code"] == "copyright_match"
+    [match] = track["copyright"]["matches"]
+    assert match["work_id"] == work["work_id"] and match["method"] == "quads"
+    assert match["tempo_factor"] == pytest.approx(tempo, abs=0.01)
+    assert match["pitch_factor"] == pytest.approx(pitch, abs=0.01)
+    assert words in track["error"]["message"]
+    page = browser.new_page()
+    sign_in(page, settings.api_url, EVADER)
+    page.goto(f"{settings.api_url}/app/#/track/{track['track_id']}")
+    facts = page.locator(".facts")
+    facts.wait_for()
+    assert f"“Evaded Anthem {seed}” (big-label), {words}" in facts.inner_text()

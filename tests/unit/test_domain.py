@@ -11,7 +11,7 @@ import pytest
 
 from trackflow.adapters.state.dynamo import Update, from_item, to_item
 from trackflow.auth import AuthError, mint_token, token_secret, verify_token
-from trackflow.domain.copyright import judge
+from trackflow.domain.copyright import change_words, judge, landmark_evidence, quad_evidence
 from trackflow.domain.emails import compose
 from trackflow.domain.keys import media_key, parse_upload_key, safe_filename, upload_key
 from trackflow.domain.track import STEP_NAMES, initial_steps, progress, public_record, queued_s
@@ -142,11 +142,13 @@ def test_verdicts_reject_review_or_pass_and_spare_the_owner():
         2: {"work_id": "w00000002", "title": "Mine", "owner": "alice"},
     }
     policy = MatchPolicy()
-    assert judge([_match(1, 40)], works, "alice", policy).outcome == "match"
-    assert judge([_match(1, 12)], works, "alice", policy).outcome == "review"
-    assert judge([_match(2, 80)], works, "alice", policy).outcome == "none"
-    assert judge([_match(3, 80)], works, "alice", policy).outcome == "none"  # removed work
-    verdict = judge([_match(1, 40)], works, "alice", policy)
+    assert judge(landmark_evidence([_match(1, 40)], policy), works, "alice").outcome == "match"
+    assert judge(landmark_evidence([_match(1, 12)], policy), works, "alice").outcome == "review"
+    assert judge(landmark_evidence([_match(2, 80)], policy), works, "alice").outcome == "none"
+    assert (
+        judge(landmark_evidence([_match(3, 80)], policy), works, "alice").outcome == "none"
+    )  # removed work
+    verdict = judge(landmark_evidence([_match(1, 40)], policy), works, "alice")
     assert (
         "Hit" in verdict.message() and "0:05" in verdict.message() and "1:05" in verdict.message()
     )
@@ -155,7 +157,7 @@ def test_verdicts_reject_review_or_pass_and_spare_the_owner():
 def test_a_reference_work_match_names_the_work_and_its_rights_holder():
     """Rejected for a reference work: the message names its title and rights holder."""
     works = {1: {"work_id": "w00000001", "title": "Protected Anthem", "owner": "big-label"}}
-    verdict = judge([_match(1, 40)], works, "alice", MatchPolicy())
+    verdict = judge(landmark_evidence([_match(1, 40)], MatchPolicy()), works, "alice")
 
     assert verdict.outcome == "match"
     assert "'Protected Anthem'" in verdict.message() and "big-label" in verdict.message()
@@ -174,7 +176,7 @@ def test_a_published_track_match_says_nothing_about_who_published_it():
             "track_id": "0f3c2a9e-track-of-bob",
         }
     }
-    verdict = judge([_match(7, 40)], works, "alice", MatchPolicy())
+    verdict = judge(landmark_evidence([_match(7, 40)], MatchPolicy()), works, "alice")
     shown = verdict.message() + json.dumps(verdict.as_record())
 
     assert verdict.outcome == "match"
@@ -182,6 +184,35 @@ def test_a_published_track_match_says_nothing_about_who_published_it():
     assert verdict.matches[0]["kind"] == "published_track"
     for secret in ("bob", "Secret Demo", "0f3c2a9e", "owned by"):
         assert secret not in shown
+
+
+def test_a_changed_copy_is_judged_on_the_quads_and_the_record_says_how_it_was_changed():
+    """Landmarks miss a copy sped up 4 %; the quads find it, and the verdict says by how much,
+    which is what a reviewer and the uploader read."""
+    from trackflow.media.invariant import InvariantMatch, InvariantPolicy
+
+    works = {1: {"work_id": "w00000001", "title": "Hit", "owner": "label"}}
+    quads = InvariantMatch(1, 120, 0.9, 14, 1.04, 1.04, 2.0, 30.0, 25.0, 1.0)
+    weak_landmarks = landmark_evidence([_match(1, 12)], MatchPolicy())
+    verdict = judge(weak_landmarks + quad_evidence([quads], InvariantPolicy()), works, "alice")
+    assert verdict.outcome == "match"
+    assert verdict.matches[0]["method"] == "quads"
+    assert verdict.matches[0]["tempo_factor"] == 1.04 == verdict.matches[0]["pitch_factor"]
+    assert "sped up 4 %" in verdict.message()
+
+
+@pytest.mark.parametrize(
+    ("tempo", "pitch", "words"),
+    [
+        (1.0, 1.004, ""),
+        (0.95, 0.95, "slowed down 5 %"),
+        (1.06, 1.0, "6 % faster"),
+        (1.0, 2 ** (-1.5 / 12), "pitched down 1.5 semitones"),
+        (0.97, 1.06, "3 % slower and pitched up 1.0 semitones"),
+    ],
+)
+def test_changes_are_put_in_words(tempo, pitch, words):
+    assert change_words(tempo, pitch) == words
 
 
 def test_emails_for_each_outcome_are_escaped_and_say_what_to_do():

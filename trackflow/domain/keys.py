@@ -15,9 +15,11 @@ __all__ = [
     "UploadKey",
     "catalogue_key",
     "catalogue_landmarks_key",
+    "catalogue_quads_key",
     "media_key",
     "parse_catalogue_key",
     "parse_upload_key",
+    "quad_snapshot_key",
     "rendition_artifact",
     "safe_filename",
     "stream_folder",
@@ -81,6 +83,16 @@ def parse_catalogue_key(key: str, prefix: str) -> str | None:
 def catalogue_landmarks_key(work_id: str) -> str:
     """Where a reference work's landmarks live in the media bucket."""
     return f"catalogue/{work_id}/landmarks.npz"
+
+
+def catalogue_quads_key(work_id: str) -> str:
+    """Where a reference work's quads and verification peaks live in the media bucket."""
+    return f"catalogue/{work_id}/quads.npz"
+
+
+def quad_snapshot_key(through: int) -> str:
+    """The quad index's snapshot of every work numbered up to ``through`` that was ready."""
+    return f"catalogue/quad-index/{through:08d}.npz"
 
 
 # Artifacts of a track that more than one part reads (the steps write them, the API serves them)

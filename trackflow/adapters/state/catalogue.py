@@ -173,17 +173,45 @@ class Catalogue:
             u.where(f"{u.path('status')} IN ({allowed})")
         return update_if(self._db, self._works, {"work_id": work_id}, u)
 
-    def works(self, numbers: Iterable[int]) -> dict[int, dict[str, Any]]:
-        """Works that can match, by number (removed ones are left out)."""
+    def works(
+        self, numbers: Iterable[int], *, any_status: bool = False
+    ) -> dict[int, dict[str, Any]]:
+        """Works that can match, by number (removed ones are left out), or all that exist."""
         ids = [f"w{n:08d}" for n in sorted(set(numbers))]
         found: dict[int, dict[str, Any]] = {}
         for batch in batches(ids, _GET_BATCH):
             keys = [to_item({"work_id": i}) for i in batch]
             for item in self._batch_get(self._works, keys):
                 work = from_item(item)
-                if work.get("status") in MATCHABLE:
+                if any_status or work.get("status") in MATCHABLE:
                     found[work["number"]] = work
         return found
+
+    # --- the quad index's snapshots (trackflow/tasks/quad_index.py) -----------------------------
+    def index_state(self) -> dict[str, Any]:
+        """The counter item: ``next_number`` (the last work number handed out) and
+        ``quad_snapshot`` (the quad index's latest snapshot), read in one request."""
+        item = self._db.get_item(
+            TableName=self._works, Key=to_item({"work_id": COUNTER_ID}), ConsistentRead=True
+        ).get("Item")
+        return from_item(item) if item else {}
+
+    def claim_quad_compaction(self, through: int) -> bool:
+        """True for the one caller that asks first for a snapshot through work ``through``."""
+        u = Update().set("quad_compaction", through)
+        claimed = u.path("quad_compaction")
+        u.where(f"attribute_not_exists({claimed}) OR {claimed} < {u.value(through)}")
+        return update_if(self._db, self._works, {"work_id": COUNTER_ID}, u) is not None
+
+    def record_quad_snapshot(self, snapshot: Mapping[str, Any]) -> bool:
+        """Make ``snapshot`` the latest, unless one through a later work is already."""
+        u = Update().set("quad_snapshot", dict(snapshot))
+        through = u.value(snapshot["through"])
+        u.where(
+            f"attribute_not_exists({u.path('quad_snapshot')}) OR "
+            f"{u.path('quad_snapshot', 'through')} < {through}"
+        )
+        return update_if(self._db, self._works, {"work_id": COUNTER_ID}, u) is not None
 
     def list(
         self,

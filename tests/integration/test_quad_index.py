@@ -1,0 +1,96 @@
+"""The quad index on the emulator: works are matchable as soon as their records name their
+quads, snapshots merge them for every host to memory-map, and removed works leave the next
+snapshot."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from scipy.signal import resample_poly
+
+from trackflow.adapters import aws
+from trackflow.adapters.state.catalogue import WorkStatus
+from trackflow.domain.keys import catalogue_quads_key
+from trackflow.media import invariant as inv
+from trackflow.media.samples import synthesise
+from trackflow.settings import Settings
+from trackflow.tasks.catalogue import catalogue_store
+from trackflow.tasks.quad_index import LiveQuadIndex, build_snapshot
+
+pytestmark = pytest.mark.usefixtures("emulator")
+
+RATE = inv.SAMPLE_RATE
+
+
+def _mono(seed: int) -> np.ndarray:
+    return resample_poly(synthesise(20.0, seed=seed).mean(axis=1), 1, 4).astype(np.float32)
+
+
+def _add_work(settings: Settings, seed: int, status: WorkStatus) -> dict:
+    catalogue = catalogue_store(settings)
+    work = catalogue.create(
+        title=f"work {seed}", owner="quad-index-test", status=WorkStatus.FINGERPRINTING
+    )
+    key = catalogue_quads_key(work["work_id"])
+    aws.client("s3", settings).put_object(
+        Bucket=settings.media_bucket, Key=key, Body=inv.pack_work(*inv.reference_quads(_mono(seed)))
+    )
+    if status is WorkStatus.FINGERPRINTING:
+        return work | {"quads_key": key}
+    return catalogue.update(work["work_id"], status=status, quads_key=key) or work
+
+
+def _found(live: LiveQuadIndex, seed: int) -> list[int]:
+    upload = inv.analyse_upload(_mono(seed)[RATE * 3 : RATE * 15])
+    matches, _ = inv.match_quads(upload, live.lookup, live.peaks)
+    return [m.work for m in matches if m.is_confident(inv.InvariantPolicy())]
+
+
+def test_works_join_at_once_and_snapshots_merge_them_without_removed_ones(
+    settings: Settings, tmp_path
+):
+    settings = settings.model_copy(update={"quad_snapshot_works": 2, "data_dir": tmp_path})
+    catalogue = catalogue_store(settings)
+    waiting = _add_work(settings, 6001, WorkStatus.FINGERPRINTING)
+    first = _add_work(settings, 6002, WorkStatus.ACTIVE)
+    second = _add_work(settings, 6003, WorkStatus.INDEXING)
+    live = LiveQuadIndex(settings, catalogue)
+    due = live.refresh()
+    assert due is not None and due >= second["number"]  # two works beside no snapshot
+    assert _found(live, 6002) == [first["number"]]
+    assert _found(live, 6001) == []  # still being fingerprinted
+
+    snapshot = build_snapshot(settings, catalogue, due)
+    assert snapshot is not None and waiting["number"] in snapshot["pending"]
+    assert build_snapshot(settings, catalogue, due) is None  # asked again: as recent exists
+
+    # another host starts from the snapshot, memory-mapped
+    other = LiveQuadIndex(settings.model_copy(update={"data_dir": tmp_path / "b"}), catalogue)
+    assert other.refresh() is None
+    assert _found(other, 6003) == [second["number"]]
+    # the work it left pending joins once ready
+    catalogue.update(waiting["work_id"], status=WorkStatus.ACTIVE, quads_key=waiting["quads_key"])
+    assert _found(other, 6001) == []
+    other.refresh()
+    assert _found(other, 6001) == [waiting["number"]]
+
+    # a removed work is not verified (its peaks are not served) and leaves the next snapshot
+    catalogue.remove(first["work_id"])
+    assert _found(other, 6002) == []
+    later = _add_work(settings, 6004, WorkStatus.ACTIVE)
+    merged = build_snapshot(settings, catalogue, later["number"])
+    assert merged is not None and waiting["number"] not in merged["pending"]
+    packed = (
+        aws.client("s3", settings)
+        .get_object(Bucket=settings.media_bucket, Key=merged["key"])["Body"]
+        .read()
+    )
+    with np.load(io.BytesIO(packed)) as columns:
+        held = set(np.unique(columns["works"]).tolist())
+    assert {second["number"], waiting["number"], later["number"]} <= held
+    assert first["number"] not in held
+    fresh = LiveQuadIndex(settings.model_copy(update={"data_dir": tmp_path / "c"}), catalogue)
+    fresh.refresh()
+    assert _found(fresh, 6004) == [later["number"]]
