@@ -31,6 +31,7 @@ COMMANDS = {
     **{
         name: f"{_COMMANDS}.operations:{name}" for name in ("sweep", "reconcile", "dlq", "capacity")
     },
+    "backfill-quads": f"{_COMMANDS}.operations:backfill_quads",
     "webhooks": f"{_COMMANDS}.webhooks:webhooks",
 }
 

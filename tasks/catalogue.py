@@ -11,22 +11,30 @@ from botocore.exceptions import ClientError
 
 from trackflow.adapters import aws
 from trackflow.adapters.state.catalogue import (
+    MATCHABLE,
     Catalogue,
     WorkStatus,
     chunk_count,
     pack_landmarks,
     unpack_landmarks,
 )
-from trackflow.domain.keys import catalogue_landmarks_key, catalogue_quads_key
+from trackflow.domain.keys import (
+    NORMALISED_ARTIFACT,
+    QUADS_ARTIFACT,
+    catalogue_landmarks_key,
+    catalogue_quads_key,
+    media_key,
+)
 from trackflow.errors import InputRejected
 from trackflow.logs import bind, get_logger
 from trackflow.media import fingerprint, invariant, probe, recipes
 from trackflow.settings import Lane, Settings, WorkerGroup, get_settings
 from trackflow.tasks.app import app, routed
 from trackflow.tasks.quad_index import LiveQuadIndex, build_snapshot
-from trackflow.tasks.runtime import object_cache, original_upload, scratch_dir
+from trackflow.tasks.runtime import object_cache, original_upload, scratch_dir, track_store
 
 __all__ = [
+    "add_quads",
     "all_landmarks",
     "catalogue_store",
     "compact_quad_index",
@@ -193,10 +201,63 @@ def index_work_chunk(
     name=routed("trackflow.compact_quad_index", WorkerGroup.CPU, Lane.BULK),
     **_retrying(time_limit=get_settings().cpu_task_time_limit_s),
 )
-def compact_quad_index(self: Any, through: int) -> None:
-    """Merge the works numbered up to ``through`` into a new snapshot of the quad index;
-    idempotent (a snapshot as recent makes it a no-op)."""
+def compact_quad_index(self: Any, generation: int) -> None:
+    """Make snapshot ``generation`` of the quad index; idempotent (that generation or a later
+    one existing makes it a no-op)."""
     settings = get_settings()
-    record = build_snapshot(settings, catalogue_store(settings), through)
+    record = build_snapshot(settings, catalogue_store(settings), generation)
     if record:
-        log.info("quad_snapshot_made", through=through, postings=record["postings"])
+        log.info(
+            "quad_snapshot_made",
+            generation=generation,
+            through=record["through"],
+            postings=record["postings"],
+        )
+
+
+@app.task(
+    name=routed("trackflow.add_quads", WorkerGroup.CPU, Lane.BULK),
+    **_retrying(time_limit=get_settings().cpu_task_time_limit_s),
+)
+def add_quads(self: Any, work_id: str) -> None:
+    """Give a work indexed before quads existed its quads (`trackflow backfill-quads`): a
+    reference work's from its recording, a published track's from its normalised master (the
+    original upload may have expired). Idempotent: a work that has quads is left alone."""
+    bind(work_id=work_id)
+    settings = get_settings()
+    catalogue = catalogue_store(settings)
+    work = catalogue.get(work_id)
+    if not work or work.get("quads_key") or work["status"] not in MATCHABLE:
+        return
+    try:
+        if work.get("track_id"):
+            track = track_store().get(work["track_id"])
+            if not track or track.get("deleted_at"):
+                return
+            source = media_key(track["owner"], track["track_id"], NORMALISED_ARTIFACT)
+            path = object_cache(settings).get(
+                aws.client("s3", settings), settings.media_bucket, source
+            )
+            key = media_key(track["owner"], track["track_id"], QUADS_ARTIFACT)
+        else:
+            path = original_upload(work["source"], settings)
+            key = catalogue_quads_key(work_id)
+        info = probe.inspect_audio(path, probe.GateLimits(max_duration_s=settings.max_duration_s))
+    except InputRejected as error:
+        log.warning("quads_not_added", code=error.code)
+        return
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
+            raise
+        log.warning("quads_not_added", code="recording_gone")  # an original that expired
+        return
+    with scratch_dir(settings, "add_quads") as scratch:
+        prints = recipes.fingerprint_audio(path, info, settings, scratch, as_upload=False)
+    packed = invariant.pack_work(prints.quads, prints.peaks)
+    aws.client("s3", settings).put_object(Bucket=settings.media_bucket, Key=key, Body=packed)
+    # noted late before its record names the quads: a host that reads the record in between
+    # would pass over the work for good
+    catalogue.mark_quads_late(work["number"])
+    count = len(prints.quads.a_times)
+    catalogue.update(work_id, expect_status=MATCHABLE, quads_key=key, quads=count)
+    log.info("quads_added", quads=count)

@@ -5,15 +5,17 @@ A 5-minute upload asks about half a million distinct quad keys, far too many rea
 key-value store, so the index is held by each worker host, as Panako and audfprint hold theirs:
 - each work's quads and verification peaks are one S3 object (``catalogue/<work>/quads.npz``),
   named on its catalogue record as ``quads_key``;
-- a *snapshot* merges the postings of every work numbered up to ``through`` that was ready, in
-  key order. A host unpacks it once into column files that its processes memory-map, so they
-  share one copy through the page cache;
+- a *snapshot* (one generation after another) merges the postings of every work that was
+  ready, in key order, with the works it holds, the last number it looked at (``through``) and
+  those not yet ready then (``pending``). A host unpacks it once into column files that its
+  processes memory-map, so they share one copy through the page cache;
 - each check first reads the catalogue's counter item (one request), then loads the works
-  numbered since the snapshot (and those that were not yet ready) one by one into a small
-  in-memory index beside it. A work is matchable as soon as its record names its quads;
+  numbered since the snapshot, those pending, and those given quads late (``quad_late``: a
+  backfill) one by one into a small in-memory index beside it. A work is matchable as soon as
+  its record names its quads;
 - once ``quad_snapshot_works`` works sit beside the snapshot, the first check to notice claims
-  a new snapshot, built in the bulk lane (``compact_quad_index``) from the last one and those
-  works, without the works removed since.
+  the next generation, built in the bulk lane (``compact_quad_index``) from the last one and
+  those works, without the works removed since.
 
 Works removed between snapshots still have postings, but a match is judged only against works
 that can match (``Catalogue.works``), so they never count.
@@ -45,6 +47,7 @@ __all__ = ["LiveQuadIndex", "build_snapshot", "load_work", "work_state"]
 log = get_logger(__name__)
 
 _COLUMNS = ("keys", *invariant.Postings._fields)
+_FACTS = ("through", "pending", "held")  # what a snapshot knows besides its postings
 _FINAL = (WorkStatus.REMOVED, WorkStatus.FAILED)
 
 
@@ -72,74 +75,93 @@ def load_work(settings: Settings, key: str) -> tuple[invariant.Quads, invariant.
     return invariant.unpack_work(path.read_bytes())
 
 
-def _snapshot_columns(settings: Settings, snapshot: Mapping[str, Any]) -> invariant.QuadIndex:
-    """A snapshot's columns memory-mapped from this host's copy, unpacked on first use (into a
-    folder renamed into place whole, so a process never maps a half-written one)."""
-    root = Path(settings.data_dir) / "quad-index"
-    folder = root / f"{int(snapshot['through']):08d}"
-    if not folder.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        packed = object_cache(settings).get(
-            aws.client("s3", settings), settings.media_bucket, snapshot["key"]
+class Snapshot:
+    """A snapshot's postings (memory-mapped) and what it knows of the works."""
+
+    def __init__(self, settings: Settings, record: Mapping[str, Any]) -> None:
+        folder = _unpacked(settings, record)
+        self.generation = int(record["generation"])
+        self.index = invariant.QuadIndex.from_columns(
+            {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _COLUMNS}
         )
-        partial = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=root))
-        with np.load(packed) as arrays:
-            for name in _COLUMNS:
-                np.save(partial / f"{name}.npy", arrays[name])
-        try:
-            os.rename(partial, folder)
-        except OSError:  # another process unpacked it first
-            shutil.rmtree(partial, ignore_errors=True)
-        # Earlier snapshots: a process still mapping one keeps its pages until it lets go.
-        for old in root.iterdir():
-            if old.is_dir() and old.name.isdigit() and old.name < folder.name:
-                shutil.rmtree(old, ignore_errors=True)
-    return invariant.QuadIndex.from_columns(
-        {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _COLUMNS}
+        facts = {name: np.load(folder / f"{name}.npy") for name in _FACTS}
+        self.through = int(facts["through"])
+        self.pending = set(facts["pending"].tolist())
+        self.held = set(facts["held"].tolist())
+
+
+def _unpacked(settings: Settings, record: Mapping[str, Any]) -> Path:
+    """This host's copy of a snapshot as column files, unpacked on first use (into a folder
+    renamed into place whole, so that a process never maps a half-written one)."""
+    root = Path(settings.data_dir) / "quad-index"
+    folder = root / f"{int(record['generation']):08d}"
+    if folder.exists():
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    packed = object_cache(settings).get(
+        aws.client("s3", settings), settings.media_bucket, record["key"]
     )
+    partial = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=root))
+    with np.load(packed) as arrays:
+        for name in (*_COLUMNS, *_FACTS):
+            np.save(partial / f"{name}.npy", arrays[name])
+    try:
+        os.rename(partial, folder)
+    except OSError:  # another process unpacked it first
+        shutil.rmtree(partial, ignore_errors=True)
+    # Earlier generations: a process still mapping one keeps its pages until it lets go.
+    for old in root.iterdir():
+        if old.is_dir() and old.name.isdigit() and old.name < folder.name:
+            shutil.rmtree(old, ignore_errors=True)
+    return folder
 
 
 class LiveQuadIndex:
-    """The snapshot (memory-mapped) and the works numbered since (in memory), kept current by
+    """The snapshot (memory-mapped) and the works added since (in memory), kept current by
     ``refresh``."""
 
     def __init__(self, settings: Settings, catalogue: Catalogue) -> None:
         self._settings = settings
         self._catalogue = catalogue
         self._lock = threading.Lock()
-        self._through = 0  # the snapshot's
-        self._snapshot: invariant.QuadIndex | None = None
+        self._snapshot: Snapshot | None = None
         self._seen = 0  # every work numbered up to here was asked about
         self._pending: set[int] = set()
         self._recent: dict[int, invariant.Quads] = {}
         self._recent_index = invariant.QuadIndex([])
 
     def refresh(self) -> int | None:
-        """Catch up with the catalogue. Returns the work number a new snapshot should reach
-        when enough works sit beside this one, else None."""
+        """Catch up with the catalogue. Returns the generation a new snapshot should have when
+        enough works sit beside this one, else None."""
         with self._lock:
             state = self._catalogue.index_state()
-            snapshot = state.get("quad_snapshot")
-            if snapshot and int(snapshot["through"]) > self._through:
-                self._adopt(snapshot)
+            record = state.get("quad_snapshot")
+            generation = self._snapshot.generation if self._snapshot else 0
+            if record and int(record["generation"]) > generation:
+                self._adopt(Snapshot(self._settings, record))
+                generation = int(record["generation"])
             newest = int(state.get("next_number", 0))
-            asked = self._pending | set(range(self._seen + 1, newest + 1))
+            held = self._snapshot.held if self._snapshot else set()
+            late = {int(n) for n in state.get("quad_late", ())} - held - self._recent.keys()
+            asked = self._pending | late | set(range(self._seen + 1, newest + 1))
             self._seen = max(self._seen, newest)
             self._load(asked)
             if len(self._recent) >= self._settings.quad_snapshot_works:
-                return self._seen
+                return generation + 1
             return None
 
-    def _adopt(self, snapshot: Mapping[str, Any]) -> None:
-        self._snapshot = _snapshot_columns(self._settings, snapshot)
-        self._through = int(snapshot["through"])
-        pending = {int(n) for n in snapshot.get("pending", [])}
+    def _adopt(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
         # works the snapshot holds leave the in-memory part; those it left pending stay
-        self._recent = {n: q for n, q in self._recent.items() if n > self._through or n in pending}
-        self._pending = {n for n in self._pending | pending if n not in self._recent}
-        self._seen = max(self._seen, self._through)
+        self._recent = {n: q for n, q in self._recent.items() if n not in snapshot.held}
+        self._pending = (self._pending | snapshot.pending) - self._recent.keys() - snapshot.held
+        self._seen = max(self._seen, snapshot.through)
         self._recent_index = invariant.QuadIndex(self._recent.items())
-        log.info("quad_snapshot_adopted", through=self._through, postings=len(self._snapshot))
+        log.info(
+            "quad_snapshot_adopted",
+            generation=snapshot.generation,
+            postings=len(snapshot.index),
+        )
 
     def _load(self, numbers: Iterable[int]) -> None:
         numbers = sorted(numbers)
@@ -162,8 +184,8 @@ class LiveQuadIndex:
             self._recent_index = invariant.QuadIndex(self._recent.items())
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, invariant.Postings]:
-        parts = [i for i in (self._snapshot, self._recent_index) if i is not None]
-        return invariant.merged_lookup(parts)(keys)
+        parts = [self._snapshot.index] if self._snapshot else []
+        return invariant.merged_lookup([*parts, self._recent_index])(keys)
 
     def peaks(self, number: int) -> invariant.Peaks | None:
         """A work's verification peaks (None if it can no longer match)."""
@@ -174,45 +196,63 @@ class LiveQuadIndex:
         return stored[1] if stored else None
 
 
-def build_snapshot(settings: Settings, catalogue: Catalogue, through: int) -> dict[str, Any] | None:
-    """A new snapshot through work ``through`` (the last one and the works numbered since or
-    left pending, less the works removed), stored in S3; its record, or None if one as recent
-    already exists."""
-    current = catalogue.index_state().get("quad_snapshot")
-    if current and int(current["through"]) >= through:
+def build_snapshot(
+    settings: Settings, catalogue: Catalogue, generation: int
+) -> dict[str, Any] | None:
+    """Snapshot ``generation``: the last one's postings, less the works removed since, and the
+    works numbered since, left pending or given quads late. Stored in S3; returns its record,
+    or None if that generation or a later one exists already."""
+    state = catalogue.index_state()
+    current = state.get("quad_snapshot")
+    if current and int(current["generation"]) >= generation:
         return None
+    through = int(state.get("next_number", 0))
+    late = {int(n) for n in state.get("quad_late", ())}
     parts: list[invariant.QuadIndex] = []
-    asked = set(range(int(current["through"]) + 1 if current else 1, through + 1))
+    held: set[int] = set()
+    asked = late | set(range(1, through + 1))
     if current:
-        asked |= {int(n) for n in current.get("pending", [])}
-        base = _snapshot_columns(settings, current)
-        held = np.unique(np.asarray(base.postings.works)).tolist()
-        standing = catalogue.works(held, any_status=True)
-        gone = [n for n in held if work_state(standing.get(n)) == "gone"]
-        keep = ~np.isin(np.asarray(base.postings.works), gone)
+        last = Snapshot(settings, current)
+        asked = late | last.pending | set(range(last.through + 1, through + 1))
+        works = np.asarray(last.index.postings.works)
+        standing = catalogue.works(last.held, any_status=True)
+        held = {n for n in last.held if work_state(standing.get(n)) != "gone"}
+        keep = np.isin(works, sorted(held))
         parts.append(
             invariant.QuadIndex.from_columns(
-                {name: np.asarray(column)[keep] for name, column in base.columns().items()}
+                {name: np.asarray(column)[keep] for name, column in last.index.columns().items()}
             )
         )
-    works = catalogue.works(asked, any_status=True)
+    asked -= held
+    works_asked = catalogue.works(asked, any_status=True)
     pending: list[int] = []
     fresh: list[tuple[int, invariant.Quads]] = []
     for number in sorted(asked):
-        state = work_state(works.get(number))
-        if state == "pending":
+        state_of = work_state(works_asked.get(number))
+        if state_of == "pending":
             pending.append(number)
-        elif state == "ready":
-            stored = load_work(settings, works[number]["quads_key"])
+        elif state_of == "ready":
+            stored = load_work(settings, works_asked[number]["quads_key"])
             if stored is not None:
                 fresh.append((number, stored[0]))
     parts.append(invariant.QuadIndex(fresh))
     merged = invariant.merged_index(parts)
-    key = quad_snapshot_key(through)
+    held |= {n for n, _ in fresh}
+    key = quad_snapshot_key(generation)
     with tempfile.TemporaryDirectory() as scratch:
         packed = Path(scratch) / "snapshot.npz"
-        columns: dict[str, Any] = merged.columns()
+        columns: dict[str, Any] = {
+            **merged.columns(),
+            "through": np.array(through),
+            "pending": np.array(pending, np.int64),
+            "held": np.array(sorted(held), np.int64),
+        }
         np.savez(packed, **columns)  # uncompressed: hosts unpack it column by column
         aws.client("s3", settings).upload_file(str(packed), settings.media_bucket, key)
-    record = {"through": through, "key": key, "pending": pending, "postings": len(merged)}
-    return record if catalogue.record_quad_snapshot(record) else None
+    record = {"generation": generation, "key": key, "through": through, "postings": len(merged)}
+    if not catalogue.record_quad_snapshot(record):
+        return None
+    # late works it holds, or that will never be ready, need no more asking
+    settled = {n for n in late if n in held or work_state(works_asked.get(n)) == "gone"}
+    catalogue.clear_quads_late(settled)
+    return record

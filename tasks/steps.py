@@ -19,7 +19,13 @@ from trackflow.adapters.state.ratelimit import RateLimiter
 from trackflow.adapters.state.users import UserStore
 from trackflow.domain.copyright import judge, landmark_evidence, quad_evidence
 from trackflow.domain.emails import compose, deliverable_address
-from trackflow.domain.keys import PEAKS_ARTIFACT, rendition_artifact, stream_folder
+from trackflow.domain.keys import (
+    NORMALISED_ARTIFACT,
+    PEAKS_ARTIFACT,
+    QUADS_ARTIFACT,
+    rendition_artifact,
+    stream_folder,
+)
 from trackflow.domain.track import Status, lane_of
 from trackflow.errors import NotReady, WaitForSlot
 from trackflow.logs import get_logger
@@ -40,8 +46,6 @@ from trackflow.tasks.workflow import move
 log = get_logger(__name__)
 
 FINGERPRINT_ARTIFACT = "fingerprint/landmarks.npz"
-QUADS_ARTIFACT = "fingerprint/quads.npz"  # the index entries it joins the catalogue with
-NORMALISED_ARTIFACT = "audio/normalised.flac"
 COVER_ARTIFACT = "artwork/500.jpg"  # embedded in the renditions
 
 

@@ -1,5 +1,5 @@
-"""Operators' commands: `sweep`, `reconcile`, `dlq`, `capacity`. They talk to AWS directly,
-with the operator's credentials and settings, not through the API."""
+"""Operators' commands: `sweep`, `reconcile`, `dlq`, `capacity`, `backfill-quads`. They talk
+to AWS directly, with the operator's credentials and settings, not through the API."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from trackflow.domain.track import Status
 from trackflow.logs import configure_logging
 from trackflow.operations import capacity as planner
 from trackflow.operations.deadletters import counts, peek, redrive
-from trackflow.settings import WorkerGroup, get_settings
+from trackflow.settings import Lane, WorkerGroup, get_settings
 from trackflow.tasks.recovery import reconcile as admit_unannounced
 from trackflow.tasks.recovery import sweep as sweep_once
 
-__all__ = ["capacity", "dlq", "reconcile", "sweep"]
+__all__ = ["backfill_quads", "capacity", "dlq", "reconcile", "sweep"]
 
 
 @click.command()
@@ -37,6 +37,29 @@ def reconcile() -> None:
     done(f"admitted {len(admitted)} uploads")
     for track_id in admitted:
         out.print(track_id)
+
+
+@click.command("backfill-quads")
+def backfill_quads() -> None:
+    """Give every work indexed before quads existed its quads, so that the copyright check
+    finds it sped up, slowed or pitch-shifted too (one bulk task per work)."""
+    configure_logging("backfill-quads", level="WARNING")
+    from trackflow.adapters.state.catalogue import MATCHABLE
+    from trackflow.tasks.catalogue import add_quads, catalogue_store
+
+    settings = get_settings()
+    catalogue = catalogue_store(settings)
+    queue = settings.queue(WorkerGroup.CPU, Lane.BULK)
+    sent, cursor = 0, None
+    while True:
+        works, cursor = catalogue.list(limit=500, cursor=cursor)
+        for work in works:
+            if work.get("status") in MATCHABLE and not work.get("quads_key"):
+                add_quads.apply_async((work["work_id"],), queue=queue)
+                sent += 1
+        if not cursor:
+            break
+    done(f"works sent for quads: {sent}")
 
 
 @click.group()

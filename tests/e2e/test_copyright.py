@@ -3,6 +3,8 @@ uploader is told which work and where; an unrelated upload by the same user is p
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +13,11 @@ import pytest
 from tests.support import audio, badinputs
 from tests.support.browser import sign_in
 from tests.support.stack import client_for, emails_to, upload_and_wait, wait_for
+from trackflow.adapters import aws
 from trackflow.cli.client import ApiClient
 from trackflow.media.samples import SampleTrack, write_track
 from trackflow.settings import Settings
+from trackflow.tasks.catalogue import catalogue_store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("stack")]
 
@@ -188,3 +192,40 @@ def test_a_work_sped_up_or_pitch_shifted_is_rejected_with_the_change_named(
     facts = page.locator(".facts")
     facts.wait_for()
     assert f"“Evaded Anthem {seed}” (big-label), {words}" in facts.inner_text()
+
+
+def test_a_track_published_before_quads_gets_them_by_backfill_and_is_protected(
+    settings: Settings, tmp_path: Path
+):
+    """A work from before quads existed has none; `trackflow backfill-quads` gives it quads
+    from its normalised master in the bulk lane, and a slowed copy is then caught."""
+    original = write_track(
+        SampleTrack("Old Favourite", "Veteran", seconds=30, seed=5252), tmp_path / "old.mp3"
+    )
+    published = upload_and_wait(client_for(settings, "e2e-veteran"), original)
+    assert published["status"] == "published", published.get("error")
+    catalogue = catalogue_store(settings)
+    work = wait_for(lambda: catalogue.work_for_track(published["track_id"]))
+    aws.client("dynamodb", settings).update_item(  # as indexed before quads existed
+        TableName=settings.table("catalogue"),
+        Key={"work_id": {"S": work["work_id"]}},
+        UpdateExpression="REMOVE quads_key",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "trackflow.cli", "backfill-quads"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "works sent for quads: " in done.stderr
+    wait_for(lambda: (catalogue.get(work["work_id"]) or {}).get("quads_key"), timeout_s=120)
+    slowed = tmp_path / "slowed.mp3"
+    audio.ffmpeg(
+        *("-ss", "5", "-t", "20", "-i", str(original), "-af", "asetrate=42336,aresample=44100"),
+        *("-c:a", "libmp3lame", "-b:a", "128k", str(slowed)),
+    )
+    track = upload_and_wait(client_for(settings, "e2e-slower"), slowed)
+    assert track["status"] == "rejected", track.get("copyright")
+    [match] = track["copyright"]["matches"]
+    assert match["kind"] == "published_track" and match["change"] == "slowed down 4 %"
+    assert "already published on this service, slowed down 4 %" in track["error"]["message"]

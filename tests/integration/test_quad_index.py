@@ -58,13 +58,13 @@ def test_works_join_at_once_and_snapshots_merge_them_without_removed_ones(
     second = _add_work(settings, 6003, WorkStatus.INDEXING)
     live = LiveQuadIndex(settings, catalogue)
     due = live.refresh()
-    assert due is not None and due >= second["number"]  # two works beside no snapshot
+    assert due is not None  # two works beside the snapshot: the next generation is due
     assert _found(live, 6002) == [first["number"]]
     assert _found(live, 6001) == []  # still being fingerprinted
 
     snapshot = build_snapshot(settings, catalogue, due)
-    assert snapshot is not None and waiting["number"] in snapshot["pending"]
-    assert build_snapshot(settings, catalogue, due) is None  # asked again: as recent exists
+    assert snapshot is not None and snapshot["through"] >= second["number"]
+    assert build_snapshot(settings, catalogue, due) is None  # asked again: it exists
 
     # another host starts from the snapshot, memory-mapped
     other = LiveQuadIndex(settings.model_copy(update={"data_dir": tmp_path / "b"}), catalogue)
@@ -76,12 +76,22 @@ def test_works_join_at_once_and_snapshots_merge_them_without_removed_ones(
     other.refresh()
     assert _found(other, 6001) == [waiting["number"]]
 
+    # a work indexed before quads existed is passed over, until a backfill gives it quads
+    legacy = _add_work(settings, 6005, WorkStatus.FINGERPRINTING)
+    catalogue.update(legacy["work_id"], status=WorkStatus.ACTIVE)
+    other.refresh()
+    assert _found(other, 6005) == []
+    catalogue.mark_quads_late(legacy["number"])
+    catalogue.update(legacy["work_id"], quads_key=legacy["quads_key"])
+    other.refresh()
+    assert _found(other, 6005) == [legacy["number"]]
+
     # a removed work is not verified (its peaks are not served) and leaves the next snapshot
     catalogue.remove(first["work_id"])
     assert _found(other, 6002) == []
     later = _add_work(settings, 6004, WorkStatus.ACTIVE)
-    merged = build_snapshot(settings, catalogue, later["number"])
-    assert merged is not None and waiting["number"] not in merged["pending"]
+    merged = build_snapshot(settings, catalogue, due + 1)
+    assert merged is not None
     packed = (
         aws.client("s3", settings)
         .get_object(Bucket=settings.media_bucket, Key=merged["key"])["Body"]
@@ -89,8 +99,11 @@ def test_works_join_at_once_and_snapshots_merge_them_without_removed_ones(
     )
     with np.load(io.BytesIO(packed)) as columns:
         held = set(np.unique(columns["works"]).tolist())
-    assert {second["number"], waiting["number"], later["number"]} <= held
+        assert waiting["number"] not in columns["pending"]
+    assert {second["number"], waiting["number"], legacy["number"], later["number"]} <= held
     assert first["number"] not in held
+    assert legacy["number"] not in catalogue.index_state().get("quad_late", set())
     fresh = LiveQuadIndex(settings.model_copy(update={"data_dir": tmp_path / "c"}), catalogue)
     fresh.refresh()
     assert _found(fresh, 6004) == [later["number"]]
+    assert _found(fresh, 6005) == [legacy["number"]]

@@ -9,7 +9,9 @@ import unicodedata
 from dataclasses import dataclass
 
 __all__ = [
+    "NORMALISED_ARTIFACT",
     "PEAKS_ARTIFACT",
+    "QUADS_ARTIFACT",
     "STREAM_FOLDER",
     "STREAM_MASTER",
     "UploadKey",
@@ -90,13 +92,16 @@ def catalogue_quads_key(work_id: str) -> str:
     return f"catalogue/{work_id}/quads.npz"
 
 
-def quad_snapshot_key(through: int) -> str:
-    """The quad index's snapshot of every work numbered up to ``through`` that was ready."""
-    return f"catalogue/quad-index/{through:08d}.npz"
+def quad_snapshot_key(generation: int) -> str:
+    """The quad index's snapshot of one generation (each merges the last and the works since)."""
+    return f"catalogue/quad-index/{generation:08d}.npz"
 
 
-# Artifacts of a track that more than one part reads (the steps write them, the API serves them)
+# Artifacts of a track that more than one part reads (the steps write them; the API serves them,
+# or the catalogue's tasks read them)
 PEAKS_ARTIFACT = "waveform/peaks.json"
+NORMALISED_ARTIFACT = "audio/normalised.flac"
+QUADS_ARTIFACT = "fingerprint/quads.npz"  # the quads a published track joins the catalogue with
 
 
 def rendition_artifact(bitrate_kbps: int) -> str:

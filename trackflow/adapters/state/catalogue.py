@@ -196,22 +196,40 @@ class Catalogue:
         ).get("Item")
         return from_item(item) if item else {}
 
-    def claim_quad_compaction(self, through: int) -> bool:
-        """True for the one caller that asks first for a snapshot through work ``through``."""
-        u = Update().set("quad_compaction", through)
+    def claim_quad_compaction(self, generation: int) -> bool:
+        """True for the one caller that asks first for snapshot ``generation``."""
+        u = Update().set("quad_compaction", generation)
         claimed = u.path("quad_compaction")
-        u.where(f"attribute_not_exists({claimed}) OR {claimed} < {u.value(through)}")
+        u.where(f"attribute_not_exists({claimed}) OR {claimed} < {u.value(generation)}")
         return update_if(self._db, self._works, {"work_id": COUNTER_ID}, u) is not None
 
     def record_quad_snapshot(self, snapshot: Mapping[str, Any]) -> bool:
-        """Make ``snapshot`` the latest, unless one through a later work is already."""
+        """Make ``snapshot`` the latest, unless one of its generation or later already is."""
         u = Update().set("quad_snapshot", dict(snapshot))
-        through = u.value(snapshot["through"])
+        latest = u.path("quad_snapshot", "generation")
         u.where(
             f"attribute_not_exists({u.path('quad_snapshot')}) OR "
-            f"{u.path('quad_snapshot', 'through')} < {through}"
+            f"{latest} < {u.value(snapshot['generation'])}"
         )
         return update_if(self._db, self._works, {"work_id": COUNTER_ID}, u) is not None
+
+    def mark_quads_late(self, number: int) -> None:
+        """Note a work given quads after it was numbered (``quad_late``), so that hosts which
+        passed over it load it, until a snapshot holds it."""
+        self._late("ADD", [number])
+
+    def clear_quads_late(self, numbers: Iterable[int]) -> None:
+        self._late("DELETE", numbers)
+
+    def _late(self, action: str, numbers: Iterable[int]) -> None:
+        values = [str(n) for n in sorted(set(numbers))]
+        if values:
+            self._db.update_item(
+                TableName=self._works,
+                Key=to_item({"work_id": COUNTER_ID}),
+                UpdateExpression=f"{action} quad_late :n",
+                ExpressionAttributeValues={":n": {"NS": values}},
+            )
 
     def list(
         self,
