@@ -55,37 +55,27 @@ class Evidence:
 
 
 def landmark_evidence(matches: Sequence[Match], policy: MatchPolicy) -> list[Evidence]:
-    return [
-        Evidence(
-            m.work,
-            "landmarks",
-            m.is_confident(policy),
-            m.score,
-            m.confidence,
-            m.upload_offset_s,
-            m.work_offset_s,
-            m.matched_s,
-        )
-        for m in matches
-    ]
+    return [_evidence(m, "landmarks", m.is_confident(policy)) for m in matches]
 
 
 def quad_evidence(matches: Sequence[InvariantMatch], policy: InvariantPolicy) -> list[Evidence]:
-    return [
-        Evidence(
-            m.work,
-            "quads",
-            m.is_confident(policy),
-            m.score,
-            m.confidence,
-            m.upload_offset_s,
-            m.work_offset_s,
-            m.matched_s,
-            m.tempo_factor,
-            m.pitch_factor,
-        )
-        for m in matches
-    ]
+    return [_evidence(m, "quads", m.is_confident(policy)) for m in matches]
+
+
+def _evidence(match: Match | InvariantMatch, method: str, confident: bool) -> Evidence:
+    return Evidence(
+        match.work,
+        method,
+        confident,
+        match.score,
+        match.confidence,
+        match.upload_offset_s,
+        match.work_offset_s,
+        match.matched_s,
+        # landmarks only match a copy whose tempo and pitch are the work's
+        getattr(match, "tempo_factor", 1.0),
+        getattr(match, "pitch_factor", 1.0),
+    )
 
 
 def change_words(tempo_factor: float, pitch_factor: float) -> str:
