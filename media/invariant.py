@@ -415,14 +415,17 @@ def query_cells(q: Quads) -> tuple[np.ndarray, np.ndarray]:
     frac = coords - cells
     step = np.where(frac < reach, -1, np.where(frac > 1 - reach, 1, 0))
     limits = np.array([*CELLS.tolist(), _RATIO_CELLS])
+    # A pattern of neighbours applies to the quads near a border in each of its coordinates:
+    # found by a bit mask, so that each pattern's work is only over its few quads.
+    near = ((step != 0) << np.arange(5)).sum(axis=1)
     keys, owners = [], []
-    quad_index = np.arange(len(cells))
     for pattern in range(32):
+        chosen = np.flatnonzero((near & pattern) == pattern)
         use = np.array([(pattern >> dim) & 1 for dim in range(5)], bool)
-        moved = cells + step * use
-        ok = np.all((step != 0) | ~use, axis=1) & np.all((moved >= 0) & (moved < limits), axis=1)
-        keys.append(_encode(moved[ok], q.rising[ok]))
-        owners.append(quad_index[ok])
+        moved = cells[chosen] + step[chosen] * use
+        ok = np.all((moved >= 0) & (moved < limits), axis=1)
+        keys.append(_encode(moved[ok], q.rising[chosen[ok]]))
+        owners.append(chosen[ok])
     return np.concatenate(keys), np.concatenate(owners)
 
 
@@ -634,8 +637,11 @@ def find_hits(q: Quads, lookup: QuadLookup) -> tuple[Hits, int]:
     for begin in range(0, len(keys), ASK_BATCH):
         asks, found = lookup(keys[begin : begin + ASK_BATCH])
         quad = owners[begin : begin + ASK_BATCH][asks]
-        close = np.all(np.abs(q.hashes[quad] - found.hashes) <= tol[quad], axis=1)
-        quad, rows = quad[close], np.flatnonzero(close)
+        # one coordinate at a time, each over the postings still close: most fail the first
+        rows = np.arange(len(quad))
+        for dim in range(5):
+            close = np.abs(q.hashes[quad, dim] - found.hashes[rows, dim]) <= tol[quad, dim]
+            quad, rows = quad[close], rows[close]
         log_time = np.log(q.widths[quad] / found.widths[rows])
         log_freq = np.log(q.heights[quad] / found.heights[rows])
         ok = (np.abs(log_time) <= limit) & (np.abs(log_freq) <= limit)
