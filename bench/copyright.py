@@ -436,12 +436,11 @@ def query_speed(
         return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
     started = cpu()
-    prints = recipes.fingerprint_audio(mp3, info, Settings(), workdir, as_upload=True)
+    prints, upload = recipes.fingerprint_upload(mp3, info, Settings(), workdir)
     fingerprinted = cpu()
     fp.match_landmarks(prints.hashes, prints.times, landmarks.lookup)
     landmarks_done = cpu()
-    assert prints.upload is not None
-    _, counts = inv.match_quads(prints.upload, quads.lookup, lambda _: None, QUAD_POLICY)
+    _, counts = inv.match_quads(upload, quads.lookup, lambda _: None, QUAD_POLICY)
     done = cpu()
     return {
         "fingerprints_s": fingerprinted - started,
@@ -449,7 +448,7 @@ def query_speed(
         "quad_match_s": done - landmarks_done,
         "total_s": done - started,
         "landmarks": len(prints.hashes),
-        "quads": len(prints.upload.quads.a_times),
+        "quads": len(upload.quads.a_times),
         "keys": counts["keys"],
         "hits": counts["hits"],
     }

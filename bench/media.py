@@ -123,7 +123,7 @@ def ours(
         state["master_loudness"] = result.output
 
     def copyright_check() -> None:
-        recipes.fingerprint_audio(track, info, SETTINGS, work, as_upload=True)
+        recipes.fingerprint_upload(track, info, SETTINGS, work)
 
     def encode(bitrate: int) -> Callable[[], None]:
         def run() -> None:

@@ -6,9 +6,10 @@ these, so the bench measures exactly what a worker runs, with the same settings.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,6 +28,8 @@ from trackflow.media import (
 from trackflow.media.ffmpeg import LoudnessStats
 from trackflow.settings import Settings
 
+Analysis = TypeVar("Analysis")
+
 __all__ = [
     "AudioPrints",
     "WaveformFiles",
@@ -35,6 +38,7 @@ __all__ = [
     "encode_rendition",
     "extract_metadata",
     "fingerprint_audio",
+    "fingerprint_upload",
     "normalise_audio",
     "resize_artwork",
 ]
@@ -134,22 +138,44 @@ class AudioPrints:
     times: np.ndarray
     quads: invariant.Quads  # the index entries the recording joins the catalogue with
     peaks: invariant.Peaks  # ... and the peaks its matches are verified against
-    upload: invariant.Upload | None  # an upload's side of matching
 
 
 def fingerprint_audio(
-    source: Path, info: probe.AudioInfo, settings: Settings, scratch: Path, *, as_upload: bool
+    source: Path, info: probe.AudioInfo, settings: Settings, scratch: Path
 ) -> AudioPrints:
-    """Landmarks and quads of an audio file from one decode. The landmarks are streamed; the
-    quads need the whole recording, so its PCM is spooled to a file in ``scratch`` and
-    memory-mapped (resident memory stays bounded at any length)."""
+    """A recording's landmarks and quads as the catalogue indexes them, from one decode."""
+    hashes, times, (quads, peaks) = _decoded_once(
+        source, info, settings, scratch, invariant.reference_quads
+    )
+    return AudioPrints(hashes, times, quads, peaks)
+
+
+def fingerprint_upload(
+    source: Path, info: probe.AudioInfo, settings: Settings, scratch: Path
+) -> tuple[AudioPrints, invariant.Upload]:
+    """``fingerprint_audio``, and the upload's side of matching, from the same decode."""
+    hashes, times, (upload, quads, peaks) = _decoded_once(
+        source, info, settings, scratch, invariant.analyse_track
+    )
+    return AudioPrints(hashes, times, quads, peaks), upload
+
+
+def _decoded_once(
+    source: Path,
+    info: probe.AudioInfo,
+    settings: Settings,
+    scratch: Path,
+    analyse: Callable[[np.ndarray], Analysis],
+) -> tuple[np.ndarray, np.ndarray, Analysis]:
+    """Landmarks streamed from the decode, and ``analyse`` of the whole recording: its PCM is
+    spooled to a file in ``scratch`` and memory-mapped (resident memory stays bounded at any
+    length)."""
     extractor = fingerprint.LandmarkExtractor()
     spool = scratch / "fingerprint.f32"
+    rate = fingerprint.SAMPLE_RATE
     with spool.open("wb") as out:
         for block in ffmpeg.read_pcm(
-            ffmpeg.decode_args(
-                source, info.demuxer, sample_rate=fingerprint.SAMPLE_RATE, channels=1
-            ),
+            ffmpeg.decode_args(source, info.demuxer, sample_rate=rate, channels=1),
             channels=1,
             block_frames=1 << 17,
             timeout=settings.cpu_task_time_limit_s,
@@ -157,14 +183,9 @@ def fingerprint_audio(
             extractor.add(block)
             out.write(np.ascontiguousarray(block, np.float32).tobytes())
     hashes, times = extractor.finish()
-    size = spool.stat().st_size
-    pcm = np.memmap(spool, np.float32, "r") if size else np.zeros(0, np.float32)
+    pcm = np.memmap(spool, np.float32, "r") if spool.stat().st_size else np.zeros(0, np.float32)
     try:
-        if as_upload:
-            upload, quads, peaks = invariant.analyse_track(pcm)
-            return AudioPrints(hashes, times, quads, peaks, upload)
-        quads, peaks = invariant.reference_quads(pcm)
-        return AudioPrints(hashes, times, quads, peaks, None)
+        return hashes, times, analyse(pcm)
     finally:
         del pcm
         spool.unlink()

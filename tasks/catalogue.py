@@ -147,7 +147,7 @@ def fingerprint_work(self: Any, work_id: str) -> None:
         log.warning("work_refused", code=error.code)
         return
     with scratch_dir(settings, "fingerprint_work") as scratch:
-        prints = recipes.fingerprint_audio(path, info, settings, scratch, as_upload=False)
+        prints = recipes.fingerprint_audio(path, info, settings, scratch)
     hashes, times = prints.hashes, prints.times
     s3 = aws.client("s3", settings)
     key = catalogue_landmarks_key(work_id)
@@ -252,7 +252,7 @@ def add_quads(self: Any, work_id: str) -> None:
         log.warning("quads_not_added", code="recording_gone")  # an original that expired
         return
     with scratch_dir(settings, "add_quads") as scratch:
-        prints = recipes.fingerprint_audio(path, info, settings, scratch, as_upload=False)
+        prints = recipes.fingerprint_audio(path, info, settings, scratch)
     packed = invariant.pack_work(prints.quads, prints.peaks)
     aws.client("s3", settings).put_object(Bucket=settings.media_bucket, Key=key, Body=packed)
     # noted late before its record names the quads: a host that reads the record in between

@@ -120,7 +120,7 @@ def check_copyright(ctx: StepContext) -> StepResult:
     Landmarks find copies and excerpts from a few index reads; quads find them after a change
     of tempo, pitch or speed, from this host's copy of the quad index."""
     s = ctx.settings
-    prints = recipes.fingerprint_audio(ctx.original(), ctx.gate(), s, ctx.workdir, as_upload=True)
+    prints, upload = recipes.fingerprint_upload(ctx.original(), ctx.gate(), s, ctx.workdir)
     landmarks_path = ctx.workdir / "landmarks.npz"
     landmarks_path.write_bytes(pack_landmarks(prints.hashes, prints.times))
     quads_path = ctx.workdir / "quads.npz"
@@ -144,8 +144,7 @@ def check_copyright(ctx: StepContext) -> StepResult:
     )
     quads = quad_index(s)
     quad_policy = invariant.InvariantPolicy()
-    assert prints.upload is not None
-    changed, asked = invariant.match_quads(prints.upload, quads.lookup, quads.peaks, quad_policy)
+    changed, asked = invariant.match_quads(upload, quads.lookup, quads.peaks, quad_policy)
     evidence = landmark_evidence(matches, policy) + quad_evidence(changed, quad_policy)
     verdict = judge(evidence, catalogue.works(e.work for e in evidence), ctx.track["owner"])
     record = {

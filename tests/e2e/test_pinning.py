@@ -75,7 +75,7 @@ def _cached(data_dir: Path, size: int) -> list[bytes]:
 
 def _landmarks(path: Path, settings: Settings, scratch: Path) -> np.ndarray:
     info = probe.inspect_audio(path, probe.GateLimits())
-    return recipes.fingerprint_audio(path, info, settings, scratch, as_upload=False).hashes
+    return recipes.fingerprint_audio(path, info, settings, scratch).hashes
 
 
 def test_an_upload_replaced_under_its_key_is_processed_as_admitted_on_two_hosts(
