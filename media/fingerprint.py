@@ -13,12 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import maximum_filter
-
-from trackflow.media import ffmpeg
 
 __all__ = [
     "FRAME_SECONDS",
@@ -28,7 +25,6 @@ __all__ = [
     "MatchPolicy",
     "Postings",
     "fingerprint",
-    "fingerprint_file",
     "match_catalogue",
     "match_landmarks",
     "sample_landmarks",
@@ -185,17 +181,6 @@ def sample_landmarks(
     mixed = (hashes.astype(np.uint64) * np.uint64(0x9E3779B1)) & np.uint64(0xFFFFFFFF)
     keep = mixed < np.uint64((1 << 32) // one_in)
     return hashes[keep], times[keep]
-
-
-def fingerprint_file(path: Path, demuxer: str, *, timeout: float) -> tuple[np.ndarray, np.ndarray]:
-    """Landmarks of an audio file, decoded as a stream (memory stays bounded at any length)."""
-    blocks = ffmpeg.read_pcm(
-        ffmpeg.decode_args(path, demuxer, sample_rate=SAMPLE_RATE, channels=1),
-        channels=1,
-        block_frames=1 << 17,
-        timeout=timeout,
-    )
-    return fingerprint(blocks)
 
 
 # --- matching -------------------------------------------------------------------------------

@@ -83,8 +83,8 @@ MAX_WIDTH = round(1.5 / FRAME_SECONDS)
 MIN_HEIGHT = 24
 # Time and frequency factors searched and accepted: 1/1.12 to 1.12, which holds tempo and speed
 # changes of 8 % and pitch shifts of 1.5 semitones (a factor of 1.09), alone or combined as the
-# bench combines them. Searching to 1.25 let unrelated music align by chance at the far factors
-# (500 unrelated tracks: one accusation and 17 reviews, all beyond 1.14 or below 0.89).
+# bench combines them. A wider search let unrelated music align by chance at the far factors
+# (docs/performance.md, "The copyright check at full scale").
 MAX_FACTOR = 1.12
 MAX_STEP = 48  # later peaks considered as B for one A
 INNER_MARGIN = 0.1  # C and D lie this far inside a work's box (a share of its width and height)
@@ -117,8 +117,8 @@ class PeakParams:
 # The upload's neighbourhood is the work's shrunk by about the largest factor (a work's peak
 # stays a maximum when the upload is scaled down by 0.8): a smaller one let weak maxima crowd
 # the work's peaks out of the upload's strongest of each second in dense music.
-# Seven a second (not six) gives a 10 s excerpt enough quads to agree on, while the index
-# writes of a published track stay under twice today's.
+# Seven a second (not six) gives a 10 s excerpt enough quads to agree on; more would grow every
+# worker host's copy of the index.
 REFERENCE = PeakParams(time_radius=10, freq_radius=10, per_second=7)
 QUERY = PeakParams(time_radius=9, freq_radius=9, per_second=14)
 # Verification looks for the work's peaks among all of the upload's local maxima.
