@@ -240,51 +240,49 @@ def run_step(
         return
     track = begun.track
     log.info("step_started", attempt=track["steps"][name]["attempts"])
-    workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_workdir_root(settings)))
-    try:
-        missing = flow.missing_inputs(track, name)
-        if missing:  # a stage resent by the sweeper while the one before still runs
-            raise NotReady(f"waiting for {', '.join(missing)}")
-        with _core_turn(track, name, settings):
-            started_at, cpu_before = now_iso(), cpu_seconds()
-            result = body(StepContext(track, name, settings, workdir, task.request.id or ""))
-            cpu_s = cpu_seconds() - cpu_before
-        done = store.finish_step(
-            track_id,
-            name,
-            started_at=started_at,
-            cpu_s=cpu_s,
-            fields=result.fields,
-            outputs=result.outputs,
-        )
-        log.info("step_succeeded", duration_s=done["steps"][name].get("duration_s"))
-        advance(store, done)
-    except InputRejected as error:
-        log.warning(
-            "step_rejected_input", code=error.code, reason=error.message, detail=error.detail
-        )
-        # parallel steps may meet the same bad input: the record credits it to the input gate,
-        # not to whichever of them failed first
-        fail_track(track, name, error.as_record(), credited_to=INPUT_GATE)
-    except SoftTimeLimitExceeded:
-        log.error("step_timed_out")
-        fail_track(
-            track, name, {"code": "step_timeout", "message": f"{name} ran past its time limit"}
-        )
-    except Retry:
-        raise
-    except WaitForSlot as wait:  # a reserved slot later on: not a failed attempt
-        log.info("step_waiting_for_slot", delay_s=round(wait.retry_after_s, 2))
-        raise task.retry(
-            countdown=wait.retry_after_s, max_retries=task.request.retries + 1
-        ) from None
-    except RETRYABLE as error:
-        _retry_or_fail(task, track, name, error)
-    except Exception as error:  # a bug or a failure we did not foresee: bounded retries
-        log.exception("step_crashed")
-        _retry_or_fail(task, track, name, error)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with scratch_dir(settings, name) as workdir:
+        try:
+            missing = flow.missing_inputs(track, name)
+            if missing:  # a stage resent by the sweeper while the one before still runs
+                raise NotReady(f"waiting for {', '.join(missing)}")
+            with _core_turn(track, name, settings):
+                started_at, cpu_before = now_iso(), cpu_seconds()
+                result = body(StepContext(track, name, settings, workdir, task.request.id or ""))
+                cpu_s = cpu_seconds() - cpu_before
+            done = store.finish_step(
+                track_id,
+                name,
+                started_at=started_at,
+                cpu_s=cpu_s,
+                fields=result.fields,
+                outputs=result.outputs,
+            )
+            log.info("step_succeeded", duration_s=done["steps"][name].get("duration_s"))
+            advance(store, done)
+        except InputRejected as error:
+            log.warning(
+                "step_rejected_input", code=error.code, reason=error.message, detail=error.detail
+            )
+            # parallel steps may meet the same bad input: the record credits it to the input gate,
+            # not to whichever of them failed first
+            fail_track(track, name, error.as_record(), credited_to=INPUT_GATE)
+        except SoftTimeLimitExceeded:
+            log.error("step_timed_out")
+            fail_track(
+                track, name, {"code": "step_timeout", "message": f"{name} ran past its time limit"}
+            )
+        except Retry:
+            raise
+        except WaitForSlot as wait:  # a reserved slot later on: not a failed attempt
+            log.info("step_waiting_for_slot", delay_s=round(wait.retry_after_s, 2))
+            raise task.retry(
+                countdown=wait.retry_after_s, max_retries=task.request.retries + 1
+            ) from None
+        except RETRYABLE as error:
+            _retry_or_fail(task, track, name, error)
+        except Exception as error:  # a bug or a failure we did not foresee: bounded retries
+            log.exception("step_crashed")
+            _retry_or_fail(task, track, name, error)
 
 
 _core_leases: CoreLeases | None = None
